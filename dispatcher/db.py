@@ -1,0 +1,88 @@
+"""Database engines and migrations, for SQLite (embedded default) and PostgreSQL.
+
+SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` for every transaction, so that
+two writers queue for the lock instead of failing half-way with "database is locked"; this is what
+makes "exactly one of two concurrent approvals succeeds" hold on SQLite as it does on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MIGRATIONS = str(Path(__file__).with_name("migrations"))
+
+
+class DatabaseError(RuntimeError):
+    """The database URL cannot be used."""
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise DatabaseError(f"unsupported database {parsed.drivername!r}: use SQLite or PostgreSQL")
+    if parsed.drivername.startswith("sqlite"):
+        return _sqlite_engine(parsed.database or "")
+    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_engine(database: str) -> AsyncEngine:
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(f"sqlite+aiosqlite:///{database}", connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that "begin" below decides the mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema up to `revision` (Alembic), inside one transaction."""
+
+    def run(connection: Any) -> None:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The Alembic revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    def read(sync_conn: Any) -> str | None:
+        rev: str | None = MigrationContext.configure(sync_conn).get_current_revision()
+        return rev
+
+    return await conn.run_sync(read)

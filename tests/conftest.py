@@ -1,0 +1,167 @@
+"""Shared fixtures: a migrated database per test (SQLite always, PostgreSQL when
+`TEST_DATABASE_URL` is set), the web app on a real server, agencies and tokens.
+
+PostgreSQL tests run in a database of their own, created for the session and dropped after it;
+each test starts from empty tables. SQLite tests copy a database migrated once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dispatcher import accounts
+from dispatcher.db import create_engine, migrate
+from dispatcher.models import metadata
+from dispatcher.settings import Settings, load_settings
+from dispatcher.web import create_app
+
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+HOUSING = "11990100MB0000001A"  # 示范市住房和城乡建设局
+CENTER = "12990100MB0000004D"  # 示范市公共资源交易中心
+OTHER = "11990100MB0000003C"  # 示范市财政局
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    base = make_url(os.environ["TEST_DATABASE_URL"]).set(drivername="postgresql")
+    name = f"gongkai_test_{secrets.token_hex(4)}"
+    admin_dsn = base.render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run(admin(f'CREATE DATABASE "{name}"'))
+    url = base.set(drivername="postgresql+asyncpg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    _run(_migrate(rendered))
+    yield rendered
+    _run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "gongkai.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(db_url)
+    if eng.dialect.name == "postgresql":
+        names = ", ".join(t.name for t in metadata.sorted_tables if t.name != "ledger_head")
+        async with eng.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            await conn.execute(text(f"UPDATE ledger_head SET seq = 0, hash = '{'0' * 64}'"))
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        env={"DATABASE_URL": db_url, "GONGKAI_DATA_DIR": str(tmp_path / "var")}, path=None
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[TestClient[Any, Any]]:
+    server = TestServer(create_app(settings, engine), host="127.0.0.1")
+    async with TestClient(server) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def agencies(engine: AsyncEngine) -> list[str]:
+    """Three registered agencies: housing bureau, trading centre, finance bureau."""
+    async with engine.begin() as conn:
+        await accounts.add_agency(conn, HOUSING, "示范市住房和城乡建设局", "990100")
+        await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
+        await accounts.add_agency(conn, OTHER, "示范市财政局", "990100")
+    return [HOUSING, CENTER, OTHER]
+
+
+TokenFactory = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def make_token(engine: AsyncEngine, agencies: list[str]) -> TokenFactory:
+    """`await make_token("editor", agency=CENTER, holder="张三")` -> Authorization headers."""
+
+    async def make(role: str, agency: str = CENTER, holder: str | None = None) -> dict[str, str]:
+        async with engine.begin() as conn:
+            token = await accounts.create_token(conn, agency, role, holder)
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+def bid_candidates(**changes: Any) -> dict[str, Any]:
+    """A valid bidding candidates item for the trading centre (the implementer)."""
+    item: dict[str, Any] = {
+        "domain": "bidding",
+        "category": "bid_candidates",
+        "title": "示范市中心医院门诊楼改造工程中标候选人公示",
+        "summary": "评标委员会推荐的中标候选人及排序",
+        "body_html": "<p>现将中标候选人公示如下。</p>",
+        "formed_on": "2026-11-20",
+        "implementing_agency": CENTER,
+        "project_code": "E9901000001234567",
+        "region": "990101",
+        "keywords": ["招标投标", "中标候选人"],
+        "fields": {
+            "candidates": [
+                {
+                    "rank": 1,
+                    "name": "示范建设集团有限公司",
+                    "bid_price": "12345678.00",
+                    "project_lead": "张某",
+                    "project_lead_phone": "13800000000",
+                }
+            ]
+        },
+        "withheld": [
+            {"field": "fields.candidates[0].project_lead_phone", "basis": "personal_privacy"}
+        ],
+    }
+    item.update(changes)
+    return item
