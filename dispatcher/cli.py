@@ -19,7 +19,7 @@ from typing import Any
 from dispatcher import accounts, ledger, views, workflow
 from dispatcher.calendar import CalendarError, WorkCalendar, parse_date
 from dispatcher.catalogue import default_catalogue, format_catalogue
-from dispatcher.db import DatabaseError, create_engine, current_revision, migrate
+from dispatcher.db import DatabaseError, create_engine, current_revision, migrate, transaction
 from dispatcher.errors import GongkaiError, InputError
 from dispatcher.intake import parse_json
 from dispatcher.settings import Settings, SettingsError, load_settings
@@ -39,9 +39,10 @@ async def _engine(settings: Settings, *, migrated: bool = True) -> Any:
     engine = create_engine(settings.database_url)
     if migrated:
         async with engine.connect() as conn:
-            if await current_revision(conn) is None:
-                await engine.dispose()
-                raise CliError("the database has no schema yet: run `gongkai migrate` first")
+            revision = await current_revision(conn)
+        if revision is None:
+            await engine.dispose()
+            raise CliError("the database has no schema yet: run `gongkai migrate` first")
     return engine
 
 
@@ -59,7 +60,7 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
     engine = await _engine(settings)
     try:
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             await accounts.add_agency(conn, args.code, args.name, args.region, args.index_prefix)
     finally:
         await engine.dispose()
@@ -70,7 +71,7 @@ async def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     engine = await _engine(settings)
     try:
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             token = await accounts.create_token(conn, args.agency, args.role, args.holder)
     finally:
         await engine.dispose()
@@ -242,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(path=args.config)
-        return asyncio.run(args.func(args, settings))
+        status: int = asyncio.run(args.func(args, settings))
+        return status
     except GongkaiError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         for path, message in exc.errors:

@@ -1,22 +1,28 @@
 """Database engines and migrations, for SQLite (embedded default) and PostgreSQL.
 
-SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` for every transaction, so that
-two writers queue for the lock instead of failing half-way with "database is locked"; this is what
-makes "exactly one of two concurrent approvals succeeds" hold on SQLite as it does on PostgreSQL.
+SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` for every write transaction
+(`transaction()`), so that two writers queue for the lock instead of failing half-way with
+"database is locked"; this is what makes "exactly one of two concurrent approvals succeeds" hold
+on SQLite as it does on PostgreSQL. Every write goes through `transaction()`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
+_WRITER = "gongkai_writer"
 
 
 class DatabaseError(RuntimeError):
@@ -54,9 +60,35 @@ def _sqlite_engine(database: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers (see `transaction`) take the write lock up front; readers never wait for it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(_WRITER) else "BEGIN")
 
     return engine
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """`engine.begin()`, but SQLite writers of this process queue on an asyncio lock.
+
+    SQLite has one writer at a time; waiting on its file lock means sleeping and polling, which
+    gives a long latency tail under load. Queuing in-process first leaves the file lock for
+    other processes (CLI, workers) only. PostgreSQL needs no such thing.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
+    async with lock, engine.connect() as conn:
+        conn.info[_WRITER] = True  # this dict outlives the checkout: always reset it
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop(_WRITER, None)
 
 
 def _alembic_config() -> Config:
@@ -73,7 +105,7 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.run_sync(run)
 
 

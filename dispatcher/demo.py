@@ -7,6 +7,7 @@ each run (they are for the local demo database only).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher import accounts, workflow
-from dispatcher.db import create_engine, migrate
+from dispatcher.db import create_engine, migrate, transaction
 from dispatcher.errors import Conflict
 from dispatcher.settings import Settings
 from dispatcher.web import build_rules
@@ -44,7 +45,7 @@ def _publisher(item: dict[str, Any], rules: Any) -> str:
 async def load_demo(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
     """Register the sample agencies, submit and approve the sample items; return a summary."""
     rules = build_rules(settings)
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         for code, name, region in AGENCIES:
             if await accounts.get_agency(conn, code) is None:
                 await accounts.add_agency(conn, code, name, region)
@@ -53,13 +54,11 @@ async def load_demo(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
         agency = _publisher(item, rules)
         editor = accounts.Actor(agency, "editor", EDITOR)
         item_id, _ = await workflow.submit(engine, rules, editor, item, f"demo-{n}")
-        try:
+        with contextlib.suppress(Conflict):  # approved on an earlier run
             await workflow.approve(engine, accounts.Actor(agency, "approver", APPROVER), item_id)
-        except Conflict:
-            pass  # approved on an earlier run
         summary["items"].append((item_id, item["title"]))
     first = AGENCIES[3][0]
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         for role in ("editor", "approver", "auditor"):
             holder = EDITOR if role == "editor" else APPROVER if role == "approver" else "演示审计"
             summary["tokens"][role] = await accounts.create_token(conn, first, role, holder)

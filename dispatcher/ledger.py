@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,18 +46,31 @@ def event_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-async def append(
-    conn: AsyncConnection,
-    kind: str,
-    actor: str,
-    *,
-    item_id: int | None = None,
-    version: int | None = None,
-    delivery_id: int | None = None,
-    data: Mapping[str, Any] | None = None,
-    at: datetime | None = None,
-) -> int:
+@dataclass(frozen=True)
+class Event:
+    """One state change to record; `append_many` gives it its place in the chain."""
+
+    kind: str
+    actor: str
+    item_id: int | None = None
+    version: int | None = None
+    delivery_id: int | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+
+
+async def append(conn: AsyncConnection, kind: str, actor: str, **fields: Any) -> int:
     """Append one event inside the caller's transaction; returns its sequence number."""
+    return await append_many(conn, [Event(kind, actor, **fields)])
+
+
+async def append_many(conn: AsyncConnection, batch: list[Event]) -> int:
+    """Append events in order inside the caller's transaction; returns the last sequence number.
+
+    Call it last in a transaction: the head row stays locked from here until the commit.
+    """
+    if not batch:
+        return 0
     head = (
         await conn.execute(
             sa.select(ledger_head.c.seq, ledger_head.c.hash)
@@ -65,24 +78,30 @@ async def append(
             .with_for_update()
         )
     ).one()
-    row: dict[str, Any] = {
-        "seq": head.seq + 1,
-        # Microseconds survive both SQLite and PostgreSQL, so the hash is stable on read-back.
-        "at": at or datetime.now(UTC),
-        "kind": kind,
-        "actor": actor,
-        "item_id": item_id,
-        "version": version,
-        "delivery_id": delivery_id,
-        "data": canonical_json(dict(data or {})),
-    }
-    row["prev_hash"] = head.hash
-    row["hash"] = event_hash(head.hash, row)
-    await conn.execute(events.insert().values(**row))
+    seq, prev_hash = head.seq, head.hash
+    now = datetime.now(UTC)
+    rows = []
+    for event in batch:
+        seq += 1
+        row: dict[str, Any] = {
+            "seq": seq,
+            # Microseconds survive both SQLite and PostgreSQL, so the hash is stable on read-back.
+            "at": event.at or now,
+            "kind": event.kind,
+            "actor": event.actor,
+            "item_id": event.item_id,
+            "version": event.version,
+            "delivery_id": event.delivery_id,
+            "data": canonical_json(dict(event.data)),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = prev_hash = event_hash(prev_hash, row)
+        rows.append(row)
+    await conn.execute(events.insert(), rows)
     await conn.execute(
-        ledger_head.update().where(ledger_head.c.id == 1).values(seq=row["seq"], hash=row["hash"])
+        ledger_head.update().where(ledger_head.c.id == 1).values(seq=seq, hash=prev_hash)
     )
-    return int(row["seq"])
+    return int(seq)
 
 
 @dataclass(frozen=True)
@@ -114,7 +133,7 @@ async def verify(conn: AsyncConnection) -> LedgerReport:
                 return LedgerReport(checked, expected_seq, "event missing (row deleted)")
             if row["prev_hash"] != prev_hash:
                 return LedgerReport(checked, row["seq"], "link to the previous event broken")
-            if event_hash(prev_hash, row) != row["hash"]:
+            if event_hash(prev_hash, dict(row)) != row["hash"]:
                 return LedgerReport(checked, row["seq"], "content does not match its hash (edited)")
             prev_hash, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
         if len(batch) < _BATCH:

@@ -47,7 +47,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):  # pragma: no cover - defensive, SQLite returns datetime
             value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 # Item and version states.

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dispatcher import ledger
 from dispatcher.accounts import Actor
+from dispatcher.db import transaction
 from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
 from dispatcher.intake import (
     SHANGHAI,
@@ -103,7 +104,7 @@ async def submit(
     draft = check_item(data, rules, actor.agency_code)
     now = datetime.now(UTC)
     try:
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             result = await conn.execute(
                 items.insert().values(
                     agency_code=actor.agency_code,
@@ -118,7 +119,8 @@ async def submit(
                 )
             )
             item_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            await _insert_version(conn, item_id, 1, ORIGINAL, draft.values, actor, now)
+            event = await _insert_version(conn, item_id, 1, ORIGINAL, draft.values, actor, now)
+            await ledger.append_many(conn, [event])
     except IntegrityError:
         # Lost a race with the same Idempotency-Key: the other request's item is the answer.
         if idempotency_key is None:
@@ -157,7 +159,7 @@ async def _insert_version(
     status: str = SUBMITTED,
     change_note: str | None = None,
     changed_on: date | None = None,
-) -> None:
+) -> ledger.Event:
     row = dict(values, change_note=change_note, changed_on=changed_on)
     await conn.execute(
         item_versions.insert().values(
@@ -170,8 +172,7 @@ async def _insert_version(
             **row,
         )
     )
-    await ledger.append(
-        conn,
+    return ledger.Event(
         f"item.{'submitted' if kind != WITHDRAWAL else 'withdrawn'}",
         actor.label,
         item_id=item_id,
@@ -200,7 +201,7 @@ async def _lock_item(conn: AsyncConnection, actor: Actor, item_id: int, action: 
 
 async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
     """Approve the item's pending version, assign its 索引号 and write its deliveries."""
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         item = await _lock_item(conn, actor, item_id, "approve")
         version = (
             await conn.execute(
@@ -234,8 +235,7 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
             .where(items.c.id == item_id)
             .values(status=status, live_version=version.version, index_no=index_no, updated_at=now)
         )
-        await ledger.append(
-            conn,
+        approved = ledger.Event(
             "item.approved",
             actor.label,
             item_id=item_id,
@@ -244,7 +244,10 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
             data={"status": status, "index_no": index_no},
         )
         start = max(version.publish_at or now, now)
-        await _write_deliveries(conn, item_id, version.version, version.channels, "publish", start)
+        created = await _write_deliveries(
+            conn, item_id, version.version, version.channels, "publish", start
+        )
+        await ledger.append_many(conn, [approved, *created])
 
 
 async def _next_index_no(conn: AsyncConnection, agency_code: str, now: datetime) -> str:
@@ -288,32 +291,34 @@ async def _write_deliveries(
     channels: list[str],
     action: str,
     start: datetime,
-) -> None:
-    for channel in channels:
-        result = await conn.execute(
-            deliveries.insert().values(
-                item_id=item_id,
-                version=version,
-                channel=channel,
-                status=PENDING,
-                action=action,
-                attempts=0,
-                next_attempt_at=start,
-                steps={},
-                requested_at=start,
-                updated_at=start,
-            )
-        )
-        await ledger.append(
-            conn,
+) -> list[ledger.Event]:
+    """Insert one pending delivery per channel (the outbox); return their ledger events."""
+    if not channels:
+        return []
+    rows = [
+        {"item_id": item_id, "version": version, "channel": channel, "status": PENDING,
+         "action": action, "attempts": 0, "next_attempt_at": start, "steps": {},
+         "requested_at": start, "updated_at": start}
+        for channel in channels
+    ]  # fmt: skip
+    inserted = await conn.execute(
+        deliveries.insert().returning(
+            deliveries.c.id, deliveries.c.channel, sort_by_parameter_order=True
+        ),
+        rows,
+    )
+    return [
+        ledger.Event(
             "delivery.created",
             "system",
             item_id=item_id,
             version=version,
-            delivery_id=int(result.inserted_primary_key[0]),  # type: ignore[index]
+            delivery_id=row.id,
             at=start,
-            data={"channel": channel, "action": action, "status": PENDING},
+            data={"channel": row.channel, "action": action, "status": PENDING},
         )
+        for row in inserted
+    ]
 
 
 async def revise(
@@ -325,7 +330,7 @@ async def revise(
     except ValidationError as exc:
         raise InputError(pydantic_errors(exc)) from None
     changed_on = revision.changed_on or today()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         item = await _lock_item(conn, actor, item_id, "revise")
         if item.status == WITHDRAWN:
             raise Conflict(f"item {item_id} is withdrawn; it cannot be revised")
@@ -345,7 +350,7 @@ async def revise(
             .where(item_versions.c.item_id == item_id, item_versions.c.status == SUBMITTED)
             .values(status=SUPERSEDED)
         )
-        await _insert_version(
+        event = await _insert_version(
             conn, item_id, new_version, REVISION, draft.values, actor, now,
             change_note=revision.change_note, changed_on=changed_on,
         )  # fmt: skip
@@ -354,6 +359,7 @@ async def revise(
             .where(items.c.id == item_id)
             .values(status=SUBMITTED, latest_version=new_version, updated_at=now)
         )
+        await ledger.append_many(conn, [event])
 
 
 def _merge(
@@ -396,7 +402,7 @@ async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[s
         reason = WithdrawIn.model_validate_json(json.dumps(data)).reason
     except ValidationError as exc:
         raise InputError(pydantic_errors(exc)) from None
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         item = await _lock_item(conn, actor, item_id, "withdraw")
         if item.status == WITHDRAWN:
             raise Conflict(f"item {item_id} is already withdrawn")
@@ -405,7 +411,7 @@ async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[s
         now = datetime.now(UTC)
         new_version = item.latest_version + 1
         await _supersede_older(conn, item_id, new_version)
-        await _insert_version(
+        event = await _insert_version(
             conn, item_id, new_version, WITHDRAWAL, values, actor, now,
             status=APPROVED, change_note=reason, changed_on=today(),
         )  # fmt: skip
@@ -419,8 +425,12 @@ async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[s
             .where(items.c.id == item_id)
             .values(status=WITHDRAWN, latest_version=new_version, updated_at=now)
         )
+        takedowns = []
         if item.live_version is not None:
-            await _write_deliveries(conn, item_id, new_version, base.channels, "withdraw", now)
+            takedowns = await _write_deliveries(
+                conn, item_id, new_version, base.channels, "withdraw", now
+            )
+        await ledger.append_many(conn, [event, *takedowns])
 
 
 _STORED_CONTENT = (

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher import accounts
-from dispatcher.db import create_engine, migrate
+from dispatcher.db import create_engine, migrate, transaction
 from dispatcher.models import metadata
 from dispatcher.settings import Settings, load_settings
 from dispatcher.web import create_app
@@ -89,9 +89,11 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(db_url)
     if eng.dialect.name == "postgresql":
         names = ", ".join(t.name for t in metadata.sorted_tables if t.name != "ledger_head")
-        async with eng.begin() as conn:
+        async with transaction(eng) as conn:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            await conn.execute(text(f"UPDATE ledger_head SET seq = 0, hash = '{'0' * 64}'"))
+            await conn.execute(
+                text("UPDATE ledger_head SET seq = 0, hash = :genesis"), {"genesis": "0" * 64}
+            )
     yield eng
     await eng.dispose()
 
@@ -113,7 +115,7 @@ async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[TestC
 @pytest.fixture
 async def agencies(engine: AsyncEngine) -> list[str]:
     """Three registered agencies: housing bureau, trading centre, finance bureau."""
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await accounts.add_agency(conn, HOUSING, "示范市住房和城乡建设局", "990100")
         await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
         await accounts.add_agency(conn, OTHER, "示范市财政局", "990100")
@@ -128,7 +130,7 @@ def make_token(engine: AsyncEngine, agencies: list[str]) -> TokenFactory:
     """`await make_token("editor", agency=CENTER, holder="张三")` -> Authorization headers."""
 
     async def make(role: str, agency: str = CENTER, holder: str | None = None) -> dict[str, str]:
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             token = await accounts.create_token(conn, agency, role, holder)
         return {"Authorization": f"Bearer {token}"}
 

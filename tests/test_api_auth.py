@@ -23,6 +23,10 @@ ENDPOINTS: dict[str, tuple[tuple[str, ...], int]] = {
 }
 
 
+async def _submit(client: Client, headers: dict[str, str]) -> Any:
+    return await client.post("/api/v1/items", json=bid_candidates(), headers=headers)
+
+
 async def _call(client: Client, endpoint: str, item_id: int, headers: dict[str, str]) -> Any:
     url = f"/api/v1/items/{item_id}"
     if endpoint == "submit":
@@ -73,8 +77,9 @@ async def test_other_agency_does_not_see_items_in_its_list(
 )
 async def test_without_a_valid_token_is_401(client: Client, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}
-    for method, url in (("GET", "/api/v1/items"), ("POST", "/api/v1/items"),
-                        ("GET", "/api/v1/items/1"), ("POST", "/api/v1/items/1/approve")):  # fmt: skip
+    calls = (("GET", "/api/v1/items"), ("POST", "/api/v1/items"),
+             ("GET", "/api/v1/items/1"), ("POST", "/api/v1/items/1/approve"))  # fmt: skip
+    for method, url in calls:
         response = await client.request(method, url, headers=headers, json=bid_candidates())
         assert response.status == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -86,7 +91,9 @@ async def test_approver_cannot_approve_own_submission(
 ) -> None:
     editor = await make_token("editor", holder="王某")
     own_approver = await make_token("approver", holder="王某")
-    created = await (await client.post("/api/v1/items", json=bid_candidates(), headers=editor)).json()
+    created = await (
+        await client.post("/api/v1/items", json=bid_candidates(), headers=editor)
+    ).json()
     response = await client.post(f"/api/v1/items/{created['id']}/approve", headers=own_approver)
     assert response.status == 403
     assert "先审后发" in (await response.json())["detail"]
@@ -116,7 +123,9 @@ async def test_unknown_item_is_404_and_bad_transition_409(
     assert response.status == 404
     assert (await client.post("/api/v1/items/999999/approve", headers=approver)).status == 404
     editor = await make_token("editor", holder="编辑")
-    created = await (await client.post("/api/v1/items", json=bid_candidates(), headers=editor)).json()
+    created = await (
+        await client.post("/api/v1/items", json=bid_candidates(), headers=editor)
+    ).json()
     url = f"/api/v1/items/{created['id']}/approve"
     assert (await client.post(url, headers=approver)).status == 200
     second = await client.post(url, headers=approver)

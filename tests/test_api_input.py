@@ -55,7 +55,8 @@ async def _count_items(engine: AsyncEngine) -> tuple[int, int]:
         ({"colour": "red"}, "colour"),
         ({"channels": ["website", "pigeon"]}, "channels[1]"),
         ({"channels": ["feeds"]}, "channels"),
-        ({"fields": {"candidates": [{"rank": "一", "name": "甲公司"}]}}, "fields.candidates[0].rank"),
+        ({"fields": {"candidates": [{"rank": "一", "name": "甲公司"}]}},
+         "fields.candidates[0].rank"),
         ({"fields": {"lunch": "x"}}, "fields.lunch"),
         ({"withheld": [{"field": "fields.nothing_here", "basis": "trade_secret"}]},
          "withheld[0].field"),
@@ -67,7 +68,11 @@ async def _count_items(engine: AsyncEngine) -> tuple[int, int]:
     ],
 )  # fmt: skip
 async def test_invalid_content_is_422_with_the_field_named(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine, changes: dict[str, Any], field: str
+    client: Client,
+    make_token: TokenFactory,
+    engine: AsyncEngine,
+    changes: dict[str, Any],
+    field: str,
 ) -> None:
     editor = await make_token("editor")
     before = await _count_items(engine)

@@ -147,9 +147,7 @@ async def test_two_concurrent_approvals_exactly_one_succeeds(
     async with engine.connect() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(deliveries))).scalar()
         approvals = (
-            await conn.execute(
-                sa.select(sa.func.count()).where(events.c.kind == "item.approved")
-            )
+            await conn.execute(sa.select(sa.func.count()).where(events.c.kind == "item.approved"))
         ).scalar()
     assert (count, approvals) == (2, 1)
 
