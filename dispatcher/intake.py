@@ -167,6 +167,7 @@ def check_item(
     The statutory clock starts at `formed_on`, or at `changed_on` for a revision.
     """
     refuse_state_secret(data)
+    data = _normalize_newlines(data)
     try:
         item = ItemIn.model_validate_json(json.dumps(data))
     except ValidationError as exc:
@@ -190,6 +191,17 @@ def check_item(
     _check_who_publishes(item, category, agency_code)
     values = _version_values(item, data, category, channels, rules, changed_on or item.formed_on)
     return Draft(category, values)
+
+
+def _normalize_newlines(value: Any) -> Any:
+    """CRLF and CR (as browsers send text areas) become LF, everywhere in the item."""
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    if isinstance(value, list):
+        return [_normalize_newlines(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalize_newlines(v) for k, v in value.items()}
+    return value
 
 
 def _publisher_errors(item: ItemIn, category: Category) -> FieldErrors:

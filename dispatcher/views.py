@@ -72,14 +72,12 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
     ).all()
     rows = (
         await conn.execute(
-            sa.select(deliveries, deliveries.c.version.label("v"))
-            .where(deliveries.c.item_id == item_id)
-            .order_by(deliveries.c.id)
+            sa.select(deliveries).where(deliveries.c.item_id == item_id).order_by(deliveries.c.id)
         )
     ).all()
     by_version: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        by_version.setdefault(row.v, []).append(_pick(row, _DELIVERY))
+        by_version.setdefault(row.version, []).append(_pick(row, _DELIVERY))
     out = _item_head(item)
     out.update(_pick(versions[-1], _CONTENT))
     out["versions"] = [

@@ -253,6 +253,28 @@ async def test_list_filters_and_keyset_pages(client: Client, make_token: TokenFa
     assert bad.status == 422
     none = await client.get("/api/v1/items?domain=land", headers=editor)
     assert (await none.json())["items"] == []
+    future = await client.get(
+        "/api/v1/items", params={"since": "2099-01-01T00:00:00+08:00"}, headers=editor
+    )
+    assert (await future.json())["items"] == []
+    past = await client.get(
+        "/api/v1/items", params={"since": "2020-01-01T00:00:00+08:00"}, headers=editor
+    )
+    assert len((await past.json())["items"]) == 5
+    for bad in ("yesterday", "2026-11-01T00:00:00"):
+        response = await client.get("/api/v1/items", params={"since": bad}, headers=editor)
+        assert response.status == 422
+
+
+async def test_text_area_line_endings_are_normalised(
+    client: Client, make_token: TokenFactory
+) -> None:
+    editor = await make_token("editor")
+    item = bid_candidates(summary="第一行\r\n第二行")
+    item["fields"]["objection_channel"] = "电话：0990-1234567\r\n邮箱：ts@example.org"
+    body = await submit(client, editor, item)
+    assert body["summary"] == "第一行\n第二行"
+    assert body["fields"]["objection_channel"] == "电话：0990-1234567\n邮箱：ts@example.org"
 
 
 async def test_catalogue_and_openapi_need_no_token(client: Client) -> None:
