@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dispatcher import ledger
+from dispatcher import ledger, outbox
 from dispatcher.accounts import Actor
 from dispatcher.db import transaction
 from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
@@ -38,7 +38,6 @@ from dispatcher.ledger import canonical_json
 from dispatcher.models import (
     APPROVED,
     ORIGINAL,
-    PENDING,
     REVISION,
     SCHEDULED,
     SUBMITTED,
@@ -46,7 +45,6 @@ from dispatcher.models import (
     WITHDRAWAL,
     WITHDRAWN,
     agencies,
-    deliveries,
     index_counters,
     item_versions,
     items,
@@ -244,7 +242,7 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
             data={"status": status, "index_no": index_no},
         )
         start = max(version.publish_at or now, now)
-        created = await _write_deliveries(
+        created = await outbox.write_deliveries(
             conn, item_id, version.version, version.channels, "publish", start
         )
         await ledger.append_many(conn, [approved, *created])
@@ -282,43 +280,6 @@ async def _supersede_older(conn: AsyncConnection, item_id: int, version: int) ->
         )
         .values(status=SUPERSEDED)
     )
-
-
-async def _write_deliveries(
-    conn: AsyncConnection,
-    item_id: int,
-    version: int,
-    channels: list[str],
-    action: str,
-    start: datetime,
-) -> list[ledger.Event]:
-    """Insert one pending delivery per channel (the outbox); return their ledger events."""
-    if not channels:
-        return []
-    rows = [
-        {"item_id": item_id, "version": version, "channel": channel, "status": PENDING,
-         "action": action, "attempts": 0, "next_attempt_at": start, "steps": {},
-         "requested_at": start, "updated_at": start}
-        for channel in channels
-    ]  # fmt: skip
-    inserted = await conn.execute(
-        deliveries.insert().returning(
-            deliveries.c.id, deliveries.c.channel, sort_by_parameter_order=True
-        ),
-        rows,
-    )
-    return [
-        ledger.Event(
-            "delivery.created",
-            "system",
-            item_id=item_id,
-            version=version,
-            delivery_id=row.id,
-            at=start,
-            data={"channel": row.channel, "action": action, "status": PENDING},
-        )
-        for row in inserted
-    ]
 
 
 async def revise(
@@ -427,7 +388,7 @@ async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[s
         )
         takedowns = []
         if item.live_version is not None:
-            takedowns = await _write_deliveries(
+            takedowns = await outbox.write_deliveries(
                 conn, item_id, new_version, base.channels, "withdraw", now
             )
         await ledger.append_many(conn, [event, *takedowns])
