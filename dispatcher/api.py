@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher import views, workflow
+from dispatcher import queue, views, workflow
 from dispatcher.errors import InputError, PermissionDenied
 from dispatcher.intake import parse_json
 from dispatcher.openapi import openapi_document
@@ -17,7 +17,9 @@ from dispatcher.web import DEPS, actor, json_body
 PREFIX = "/api/v1"
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         text=json.dumps(data, ensure_ascii=False),
@@ -35,15 +37,15 @@ async def _item_response(request: web.Request, item_id: int, status: int = 200) 
     async with request.app[DEPS].engine.connect() as conn:
         body = await views.item_json(conn, who, item_id)
     headers = {"Location": f"{PREFIX}/items/{item_id}"} if status == 201 else None
-    return _json(body, status, headers)
+    return json_response(body, status, headers)
 
 
 async def get_catalogue(request: web.Request) -> web.Response:
-    return _json(request.app[DEPS].rules.catalogue.to_json())
+    return json_response(request.app[DEPS].rules.catalogue.to_json())
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_response(openapi_document())
 
 
 async def post_item(request: web.Request) -> web.Response:
@@ -59,8 +61,17 @@ async def post_item(request: web.Request) -> web.Response:
     return response
 
 
+async def _enqueue(request: web.Request, item_id: int) -> None:
+    deps = request.app[DEPS]
+    if deps.queue is not None:
+        async with deps.engine.connect() as conn:
+            rows = await queue.item_deliveries_due(conn, item_id)
+        await queue.enqueue_rows(deps.queue, rows)
+
+
 async def approve_item(request: web.Request) -> web.Response:
     await workflow.approve(request.app[DEPS].engine, await actor(request), _item_id(request))
+    await _enqueue(request, _item_id(request))
     return await _item_response(request, _item_id(request))
 
 
@@ -78,6 +89,7 @@ async def withdraw_item(request: web.Request) -> web.Response:
     workflow.require(who, "withdraw")
     data = parse_json(await json_body(request))
     await workflow.withdraw(request.app[DEPS].engine, who, _item_id(request), data)
+    await _enqueue(request, _item_id(request))
     return await _item_response(request, _item_id(request))
 
 
@@ -122,7 +134,7 @@ async def list_items(request: web.Request) -> web.Response:
         params = {k: v for k, v in request.query.items() if k != "cursor"}
         params["cursor"] = str(cursor)
         body["next"] = str(request.rel_url.with_query(params))
-    return _json(body)
+    return json_response(body)
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import sys
@@ -177,7 +178,41 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = await _engine(settings)
     await engine.dispose()
-    await serve(settings)
+    await serve(settings, with_worker=not args.no_worker)
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher.worker import run_worker
+
+    engine = await _engine(settings)
+    await engine.dispose()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_worker(settings)
+    return 0
+
+
+async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher import deliveries, queue
+    from dispatcher.worker import redis_for
+
+    engine = await _engine(settings)
+    try:
+        async with engine.connect() as conn:
+            agency = await views.delivery_agency(conn, args.id)
+        who = _operator(agency, "approver", args.as_)
+        await deliveries.retry_by_hand(engine, who, args.id)
+        async with engine.connect() as conn:
+            rows = await queue.delivery_rows(conn, [args.id])
+        async with redis_for(settings) as url:
+            pool = await queue.connect(url)
+            try:
+                queued = await queue.enqueue_rows(pool, rows)
+            finally:
+                await pool.aclose()
+    finally:
+        await engine.dispose()
+    print(f"delivery {args.id} is pending again" + (" and queued" if queued else ""))
     return 0
 
 
@@ -198,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "serve the HTTP API")
+    srv = add("serve", cmd_serve, "serve the HTTP API, with a worker unless --no-worker")
+    srv.add_argument("--no-worker", action="store_true", help="serve the API only")
+    add("worker", cmd_worker, "run a worker that delivers approved items to the channels")
+    rt = add("retry", cmd_retry, "put a failed delivery back in the queue")
+    rt.add_argument("id", type=int)
+    rt.add_argument("--as", dest="as_", metavar="NAME", help="who is asking")
     demo = add("demo", cmd_demo, "load sample agencies and items, then serve")
     demo.add_argument("--no-serve", action="store_true", help="load the samples and exit")
     add("migrate", cmd_migrate, "create or upgrade the database schema")

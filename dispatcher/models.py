@@ -64,8 +64,18 @@ ORIGINAL = "original"
 REVISION = "revision"
 WITHDRAWAL = "withdrawal"
 
-# Delivery states (the dispatcher drives them; intake only creates `pending` rows).
+# Delivery states. Intake writes `pending`; the dispatcher moves a row through `sending` (leased
+# by one worker), `confirming` (sent, not yet confirmed live) or `retrying`, to one final state.
 PENDING = "pending"
+SENDING = "sending"
+CONFIRMING = "confirming"
+RETRYING = "retrying"
+PUBLISHED = "published"  # a publish action confirmed live
+TAKEN_DOWN = "withdrawn"  # a withdraw action confirmed
+FAILED = "failed"
+SKIPPED = "skipped"  # superseded or withdrawn before it started; or nothing to take down
+DELIVERY_STATES = (PENDING, SENDING, CONFIRMING, RETRYING, PUBLISHED, TAKEN_DOWN, FAILED, SKIPPED)
+FINAL_STATES = (PUBLISHED, TAKEN_DOWN, FAILED, SKIPPED)
 
 ROLES = ("editor", "approver", "auditor", "admin")
 

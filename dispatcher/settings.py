@@ -50,6 +50,26 @@ class CalendarSettings(_Section):
     overrides: str = ""
 
 
+class DispatchSettings(_Section):
+    """How deliveries are retried and swept; see `dispatcher/jobs.py`."""
+
+    sweep_interval: int = Field(default=30, ge=1, le=3600)
+    max_attempts: int = Field(default=12, ge=1, le=100)
+    retry_base: float = Field(default=40.0, gt=0)  # 40 s doubling, capped: 12 tries ≈ 17 h
+    retry_cap: float = Field(default=21600.0, gt=0)
+    lease_seconds: int = Field(default=120, ge=2, le=3600)
+    worker_jobs: int = Field(default=50, ge=1, le=1000)
+    channel_concurrency: int = Field(default=8, ge=1, le=1000)
+    concurrency: dict[str, int] = Field(default_factory=dict)  # per channel, e.g. wechat = 2
+
+    @field_validator("sweep_interval")
+    @classmethod
+    def _cron_friendly(cls, seconds: int) -> int:
+        if 60 % seconds and seconds % 60:
+            raise ValueError("must divide 60 (1, 2, 3, 5, 10, 15, 20, 30) or be a multiple of 60")
+        return seconds
+
+
 class WechatSettings(_Section):
     appid: str = ""
     secret: str = Field(default="", repr=False)
@@ -91,6 +111,7 @@ class Settings(_Section):
     site: SiteSettings = SiteSettings()
     calendar: CalendarSettings = CalendarSettings()
     channels: ChannelSettings = ChannelSettings()
+    dispatch: DispatchSettings = DispatchSettings()
 
     @property
     def data_path(self) -> Path:
@@ -135,6 +156,11 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_BASE_URL": ("site", "base_url"),
     "GONGKAI_SITE_TITLE": ("site", "title"),
     "GONGKAI_CALENDAR_OVERRIDES": ("calendar", "overrides"),
+    "GONGKAI_SWEEP_INTERVAL": ("dispatch", "sweep_interval"),
+    "GONGKAI_MAX_ATTEMPTS": ("dispatch", "max_attempts"),
+    "GONGKAI_RETRY_BASE": ("dispatch", "retry_base"),
+    "GONGKAI_LEASE_SECONDS": ("dispatch", "lease_seconds"),
+    "GONGKAI_WORKER_JOBS": ("dispatch", "worker_jobs"),
 }
 _WECHAT_ENV = {"APPID": "appid", "SECRET": "secret", "API_BASE": "api_base", "MODE": "mode"}
 _MEDIA_ENV = re.compile(r"^GONGKAI_MEDIA_([A-Z][A-Z0-9_]*)_(URL|SECRET)$")

@@ -150,3 +150,17 @@ async def item_agency(conn: AsyncConnection, item_id: int) -> str:
     if agency is None:
         raise NotFound(f"no item {item_id}")
     return str(agency)
+
+
+async def delivery_agency(conn: AsyncConnection, delivery_id: int) -> str:
+    """The agency whose item a delivery carries; NotFound if there is no such delivery."""
+    agency = (
+        await conn.execute(
+            sa.select(items.c.agency_code)
+            .join(deliveries, deliveries.c.item_id == items.c.id)
+            .where(deliveries.c.id == delivery_id)
+        )
+    ).scalar()
+    if agency is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    return str(agency)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher import accounts
@@ -32,6 +33,7 @@ class Deps:
     settings: Settings
     engine: AsyncEngine
     rules: Rules
+    queue: ArqRedis | None  # None: no Redis configured here; the sweeper enqueues instead
 
 
 DEPS = web.AppKey("deps", Deps)
@@ -117,9 +119,16 @@ async def json_body(request: web.Request) -> bytes:
     return await request.read()
 
 
-def create_app(settings: Settings, engine: AsyncEngine | None = None) -> web.Application:
-    """The web app. Pass `engine` to share one (tests); otherwise it is made and disposed here."""
-    from dispatcher import api  # routes import this module's helpers
+def create_app(
+    settings: Settings, engine: AsyncEngine | None = None, redis_url: str | None = None
+) -> web.Application:
+    """The web app. Pass `engine` to share one (tests); otherwise it is made and disposed here.
+
+    With `redis_url`, approvals, withdrawals and retries enqueue their deliveries at once;
+    without, they wait for the sweeper.
+    """
+    from dispatcher import api, api_deliveries, probes  # routes import this module's helpers
+    from dispatcher import queue as queues
 
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[problems_middleware]
@@ -128,11 +137,16 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None) -> web.App
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own = engine is None
         eng = create_engine(settings.database_url) if engine is None else engine
-        app[DEPS] = Deps(settings, eng, build_rules(settings))
+        pool = await queues.connect(redis_url) if redis_url else None
+        app[DEPS] = Deps(settings, eng, build_rules(settings), pool)
         yield
+        if pool is not None:
+            await pool.aclose()
         if own:
             await eng.dispose()
 
     app.cleanup_ctx.append(resources)
     api.add_routes(app)
+    api_deliveries.add_routes(app)
+    probes.add_routes(app)
     return app

@@ -58,6 +58,7 @@ PERMISSIONS = {
     "approve": ("approver",),
     "withdraw": ("approver",),
     "read": ("editor", "approver", "auditor", "admin"),
+    "retry": ("editor", "approver"),
 }
 _CONTENT_KEYS = tuple(ItemIn.model_fields)
 

@@ -26,7 +26,11 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GONGKAI_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GONGKAI_", "DATABASE_URL", "REDIS_URL"))
+    }
     env.update(GONGKAI_PORT=str(port), GONGKAI_DATA_DIR=str(tmp_path / "var"))
     return env
 
@@ -63,10 +67,10 @@ def _check_running_demo(process: subprocess.Popen[str], port: int, output: list[
             if not line:
                 break
             output.append(line)
-            if "serving on" in line:
+            if "serving the API" in line:
                 break
         text = "".join(output)
-        assert f"serving on http://127.0.0.1:{port}/api/v1/" in text, text
+        assert f"serving the API and a worker on http://127.0.0.1:{port}/api/v1/" in text, text
         auditor = re.search(r"auditor\s+(gk_\S+)", text)
         assert auditor, text
         base = f"http://127.0.0.1:{port}/api/v1"
@@ -74,6 +78,16 @@ def _check_running_demo(process: subprocess.Popen[str], port: int, output: list[
         assert len(catalogue["domains"]) == 6  # type: ignore[arg-type]
         listing = _get(f"{base}/items", auditor[1])
         assert listing["items"], listing
+        # The worker delivers the approved items to the website and the feeds by itself.
+        first = listing["items"][-1]["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            item = _get(f"{base}/items/{first}", auditor[1])
+            states = {d["status"] for d in item["versions"][0]["deliveries"]}  # type: ignore[index]
+            if states == {"published"}:
+                break
+            time.sleep(0.2)
+        assert states == {"published"}, item
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
@@ -82,6 +96,8 @@ def _check_running_demo(process: subprocess.Popen[str], port: int, output: list[
 
 
 def _check_database(tmp_path: Path, script: Path, port: int) -> None:
+    assert (tmp_path / "var" / "site" / "feeds" / "all.atom").is_file()
+    assert list((tmp_path / "var" / "site" / "items").glob("*.html"))
     with closing(sqlite3.connect(tmp_path / "var" / "gongkai.db")) as db:
         domains = {row[0] for row in db.execute("SELECT DISTINCT domain FROM items")}
         states = dict(db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall())

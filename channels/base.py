@@ -1,0 +1,130 @@
+"""The channel contract: what a channel receives, what it returns, how it fails.
+
+    ChannelError
+     ├── RetryableError   try again later (429, 5xx, timeouts, WeChat -1/45011); may carry
+     │                    `retry_after` seconds the remote asked for
+     └── PermanentError   do not retry (4xx, business errors, bad credentials); the delivery
+                          fails at once with the reason, for a person to look at
+
+A channel maps its library's and the remote's errors onto these at its edge (`with
+map_errors():`); only the dispatcher's job turns a `RetryableError` into an arq retry. A channel
+imports nothing from `dispatcher/`: its settings, HTTP session, base URL or directory are handed
+to it by its factory. Publishing twice must not post twice: each channel is idempotent by
+construction (same path, same content) or passes `Publication.key` as the remote's idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+class ChannelError(Exception):
+    """A delivery attempt failed."""
+
+
+class RetryableError(ChannelError):
+    """The attempt may succeed later; `retry_after` is the remote's requested wait in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ChannelError):
+    """The attempt cannot succeed as it is; retrying would only repeat the failure."""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The public representation of one item version, as every channel receives it.
+
+    Withheld parts are not in it (they were never stored). `withheld` lists what was left out
+    and on which legal basis, so a channel can say so. `action` is "publish" or "withdraw".
+    """
+
+    key: str  # "{item_id}:{version}:{channel}", stable across retries: the idempotency key
+    item_id: int
+    version: int
+    action: str
+    index_no: str | None
+    agency_code: str
+    agency_name: str
+    domain: str
+    category: str
+    title: str
+    summary: str
+    body_html: str
+    fields: Mapping[str, Any]
+    withheld: tuple[Mapping[str, str], ...]
+    formed_on: date
+    changed_on: date | None
+    decision: str | None
+    project_code: str | None
+    region: str
+    document_number: str | None
+    keywords: tuple[str, ...]
+    validity: str
+    change_note: str | None
+    approved_at: datetime | None
+    steps: Mapping[str, Any] = field(default_factory=dict)  # remote ids stored by earlier tries
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a channel reports: live (`confirmed_at` set) or sent and awaiting confirmation.
+
+    A pending receipt (`confirmed_at` None) names when to look again (`check_after` seconds);
+    the dispatcher then calls `confirm`. `steps` are remote ids to keep for the next attempt.
+    """
+
+    external_id: str | None = None
+    url: str | None = None
+    confirmed_at: datetime | None = None
+    check_after: float | None = None
+    steps: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        return self.confirmed_at is None
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """One publication channel. `confirm` is needed only by channels whose receipts can pend."""
+
+    name: str
+
+    async def publish(self, pub: Publication) -> Receipt: ...
+
+    async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt: ...
+
+
+class ConfirmingChannel(Channel, Protocol):
+    async def confirm(self, pub: Publication, receipt: Receipt) -> Receipt: ...
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a channel factory may use: its settings section and shared I/O, all handed in."""
+
+    name: str  # the enabled name, e.g. "media:xinhua"
+    settings: Mapping[str, Any]
+    session: Any  # an aiohttp.ClientSession
+    data_dir: str
+    on_step: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
+
+
+ChannelFactory = Callable[[ChannelContext], Channel]
+
+
+def make_registry(*entries: tuple[str, ChannelFactory]) -> dict[str, ChannelFactory]:
+    """An explicit name -> factory table; a name listed twice is an error at import time."""
+    registry: dict[str, ChannelFactory] = {}
+    for name, factory in entries:
+        if name in registry:
+            raise ValueError(f"channel {name!r} registered twice")
+        registry[name] = factory
+    return registry

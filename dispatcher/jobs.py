@@ -1,0 +1,122 @@
+"""The arq jobs: `deliver` one delivery to its channel, and `sweep` what is due.
+
+Only here does a channel's `RetryableError` become `arq.Retry`, with exponential backoff and
+jitter that honours the remote's retry-after, up to `dispatch.max_attempts`; then the delivery
+fails with its last error, for a person to retry. A `PermanentError` fails it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from channels.base import Channel, PermanentError, Receipt, RetryableError
+from dispatcher import deliveries, queue
+from dispatcher.deliveries import Claim, Later
+from dispatcher.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerDeps:
+    """What every job uses, built once when the worker starts (held in the arq ctx)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    channels: dict[str, Channel]
+    limits: dict[str, asyncio.Semaphore]
+    closers: list[Any]
+
+
+DEPS = "gongkai"
+
+
+def backoff(
+    attempt: int, base: float, cap: float, retry_after: float | None = None, jitter: float = 0.5
+) -> float:
+    """Seconds before the next attempt: base·2^(attempt-1), capped, ±jitter, ≥ retry-after."""
+    delay = min(cap, base * 2 ** (attempt - 1))
+    delay *= 1 - jitter + 2 * jitter * random.random()  # noqa: S311 - spreading load, not crypto
+    return float(max(delay, retry_after or 0.0))
+
+
+async def deliver(ctx: dict[str, Any], delivery_id: int) -> str:
+    """Send one delivery: claim it, call its channel, record the outcome."""
+    deps: WorkerDeps = ctx[DEPS]
+    outcome = await deliveries.claim(deps.engine, delivery_id, deps.settings.dispatch.lease_seconds)
+    if outcome is None:
+        return "nothing to do"
+    if isinstance(outcome, Later):
+        raise Retry(defer=outcome.delay)
+    return await _attempt(deps, outcome)
+
+
+async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
+    dispatch = deps.settings.dispatch
+    channel = deps.channels.get(claim.channel)
+    if channel is None:
+        reason = f"channel {claim.channel!r} is not enabled in this worker"
+        await deliveries.record_failure(deps.engine, claim, reason, None)
+        return "failed"
+    try:
+        async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
+            receipt = await _call(channel, claim)
+    except PermanentError as exc:
+        await deliveries.record_failure(deps.engine, claim, f"permanent: {exc}", None)
+        return "failed"
+    except Exception as exc:  # retryable, a timeout, or a channel bug: never lose the delivery
+        if not isinstance(exc, RetryableError | TimeoutError):
+            log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
+        return await _retry_or_fail(deps, claim, exc)
+    if not await deliveries.record_receipt(deps.engine, claim, receipt):
+        return "lease lost"
+    if receipt.pending:
+        raise Retry(defer=receipt.check_after or deliveries.WAIT_FOR_ORDER)
+    return "published" if claim.action == "publish" else "withdrawn"
+
+
+async def _call(channel: Channel, claim: Claim) -> Receipt:
+    if claim.confirming and claim.receipt is not None:
+        confirm = getattr(channel, "confirm", None)
+        if confirm is None:
+            raise PermanentError(f"channel {channel.name} cannot confirm a pending receipt")
+        result: Receipt = await confirm(claim.publication, claim.receipt)
+        return result
+    if claim.action == "withdraw" and claim.receipt is not None:
+        return await channel.withdraw(claim.publication, claim.receipt)
+    return await channel.publish(claim.publication)
+
+
+async def _retry_or_fail(deps: WorkerDeps, claim: Claim, exc: Exception) -> str:
+    dispatch = deps.settings.dispatch
+    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if claim.attempt >= dispatch.max_attempts:
+        final = f"{error} (gave up after {claim.attempt} attempts)"
+        await deliveries.record_failure(deps.engine, claim, final, None)
+        return "failed"
+    retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+    delay = backoff(claim.attempt, dispatch.retry_base, dispatch.retry_cap, retry_after)
+    retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+    if not await deliveries.record_failure(deps.engine, claim, error, retry_at):
+        return "lease lost"
+    raise Retry(defer=delay)
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    """Re-enqueue due deliveries whose jobs are missing (lost Redis, dead worker, schedules)."""
+    deps: WorkerDeps = ctx[DEPS]
+    pool: ArqRedis = ctx["redis"]
+    horizon = timedelta(seconds=deps.settings.dispatch.sweep_interval)
+    queued = await queue.sweep(deps.engine, pool, horizon)
+    if queued:
+        log.info("sweeper queued %d deliveries", queued)
+    return queued

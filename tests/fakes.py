@@ -1,0 +1,154 @@
+"""Test channels and a fake remote that speaks a small HTTP publishing protocol.
+
+`FakeRemote` is a real aiohttp server on 127.0.0.1: it stores one post per idempotency key (as a
+real publishing API with idempotency keys does), records every call, and can be told to fail
+(503 with Retry-After, 400) or to hold a request (so a test can kill a worker mid-publish).
+`RemoteChannel` publishes to it over HTTP and maps its answers to the channel error tree.
+`ScriptedChannel` is an in-process channel whose outcomes a test scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from channels.base import (
+    ChannelContext,
+    PermanentError,
+    Publication,
+    Receipt,
+    RetryableError,
+    make_registry,
+)
+
+
+@dataclass
+class FakeRemote:
+    """The remote's state; `app()` serves it."""
+
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    failures: deque[int] = field(default_factory=deque)  # statuses to answer next, in order
+    hold: bool = False  # hold every request until `release` is set
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        key = request.headers["Idempotency-Key"]
+        self.calls[f"{request.path}:{key}"] += 1
+        self.started.set()
+        if self.hold:
+            await asyncio.wait_for(self.release.wait(), 60)
+        if self.failures:
+            status = self.failures.popleft()
+            headers = {"Retry-After": "0"} if status in (429, 503) else {}
+            return web.json_response({"error": "told to fail"}, status=status, headers=headers)
+        if request.path == "/publish":
+            self.stored.setdefault(key, body)  # one post per key, however often it is sent
+        else:
+            self.stored.pop(body["published_key"], None)
+        return web.json_response({"id": key, "url": f"http://remote.invalid/{key}"})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/publish", self.handle)
+        app.router.add_post("/withdraw", self.handle)
+        return app
+
+
+class RemoteChannel:
+    """Publishes to a FakeRemote at `settings["remote_url"]`."""
+
+    def __init__(self, name: str, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.session = session
+
+    async def _post(self, path: str, pub: Publication, body: dict[str, Any]) -> Receipt:
+        headers = {"Idempotency-Key": pub.key}
+        try:
+            async with self.session.post(
+                self.base_url + path, json=body, headers=headers
+            ) as response:
+                data = await response.json()
+                if response.status in (429, 503) or response.status >= 500:
+                    retry_after = float(response.headers.get("Retry-After", "1"))
+                    raise RetryableError(f"remote answered {response.status}", retry_after)
+                if response.status >= 400:
+                    raise PermanentError(f"remote refused: {response.status} {data}")
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"remote unreachable: {exc}") from exc
+        return Receipt(external_id=data["id"], url=data["url"], confirmed_at=datetime.now(UTC))
+
+    async def publish(self, pub: Publication) -> Receipt:
+        return await self._post("/publish", pub, {"title": pub.title, "version": pub.version})
+
+    async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt:
+        return await self._post("/withdraw", pub, {"published_key": receipt.external_id})
+
+
+@dataclass
+class Script:
+    """What ScriptedChannel does: fail `retryable` times, then maybe permanently, else succeed."""
+
+    retryable: int = 0
+    permanent: bool = False
+    delay: float = 0.0
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (action, key)
+    active: int = 0
+    max_active: int = 0
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ScriptedChannel:
+    def __init__(self, name: str, script: Script) -> None:
+        self.name = name
+        self.script = script
+
+    async def _act(self, action: str, pub: Publication) -> Receipt:
+        script = self.script
+        script.calls.append((action, pub.key))
+        script.started.set()
+        script.active += 1
+        script.max_active = max(script.max_active, script.active)
+        try:
+            if script.delay:
+                await asyncio.sleep(script.delay)
+        finally:
+            script.active -= 1
+        if self.script.retryable > 0:
+            self.script.retryable -= 1
+            raise RetryableError("scripted outage", retry_after=0)
+        if self.script.permanent:
+            raise PermanentError("scripted refusal")
+        return Receipt(external_id=pub.key, url=f"http://x.invalid/{pub.key}",
+                       confirmed_at=datetime.now(UTC))  # fmt: skip
+
+    async def publish(self, pub: Publication) -> Receipt:
+        return await self._act("publish", pub)
+
+    async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt:
+        return await self._act("withdraw", pub)
+
+
+def scripted_registry(scripts: dict[str, Script]) -> dict[str, Any]:
+    def factory(script: Script) -> Any:
+        return lambda ctx: ScriptedChannel(ctx.name, script)
+
+    return make_registry(*((name, factory(script)) for name, script in scripts.items()))
+
+
+def remote_registry(remote_url: str) -> dict[str, Any]:
+    """website and feeds both publish to the fake remote (as two channels)."""
+
+    def factory(ctx: ChannelContext) -> RemoteChannel:
+        return RemoteChannel(ctx.name, remote_url, ctx.session)
+
+    return make_registry(("website", factory), ("feeds", factory))

@@ -1,0 +1,363 @@
+"""The dispatcher end to end: real Redis, a real SQL database, workers, channels that fail.
+
+Each test runs on SQLite (and PostgreSQL with TEST_DATABASE_URL) against the Redis in REDIS_URL,
+or the embedded one. Waits are bounded; nothing here asserts timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dispatcher import ledger
+from dispatcher.models import deliveries, events
+from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.settings import Settings, load_settings
+from dispatcher.web import create_app
+from dispatcher.worker import build_worker
+from tests.conftest import TokenFactory, bid_candidates
+from tests.fakes import FakeRemote, Script, scripted_registry
+
+Client = TestClient[Any, Any]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield embedded.ensure()
+    embedded.stop()
+
+
+@pytest.fixture
+async def fresh_redis(redis_url: str) -> AsyncIterator[str]:
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_url
+
+
+@pytest.fixture
+def dispatch_env(db_url: str, tmp_path: Path, fresh_redis: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": fresh_redis,
+        "GONGKAI_DATA_DIR": str(tmp_path / "var"),
+        "GONGKAI_SWEEP_INTERVAL": "1",
+        "GONGKAI_RETRY_BASE": "0.05",
+        "GONGKAI_MAX_ATTEMPTS": "4",
+        "GONGKAI_LEASE_SECONDS": "3",
+    }
+
+
+@pytest.fixture
+def dispatch_settings(dispatch_env: dict[str, str]) -> Settings:
+    return load_settings(env=dispatch_env)
+
+
+@pytest.fixture
+async def api(
+    dispatch_settings: Settings, engine: AsyncEngine, fresh_redis: str
+) -> AsyncIterator[Client]:
+    app = create_app(dispatch_settings, engine, redis_url=fresh_redis)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, registry: dict[str, Any]) -> AsyncIterator[None]:
+    worker = build_worker(settings, settings.storage.redis_url, registry, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
+            await task
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+async def statuses(engine: AsyncEngine) -> list[tuple[int, int, str, str, str]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(deliveries.c.item_id, deliveries.c.version, deliveries.c.channel,
+                      deliveries.c.action, deliveries.c.status).order_by(deliveries.c.id)
+        )  # fmt: skip
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def all_in(engine: AsyncEngine, *wanted: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        rows = await statuses(engine)
+        return bool(rows) and all(r[4] in wanted for r in rows)
+
+    return check
+
+
+async def approved_item(api: Client, make_token: TokenFactory, **changes: Any) -> int:
+    editor = await make_token("editor", holder="编辑")
+    approver = await make_token("approver", holder="审核")
+    created = await api.post("/api/v1/items", json=bid_candidates(**changes), headers=editor)
+    item_id: int = (await created.json())["id"]
+    response = await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
+    assert response.status == 200, await response.text()
+    return item_id
+
+
+async def test_approved_item_reaches_every_channel_once(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(), "feeds": Script()}
+    item_id = await approved_item(api, make_token)
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published"))
+    assert [c[0] for c in scripts["website"].calls] == ["publish"]
+    assert [c[0] for c in scripts["feeds"].calls] == ["publish"]
+    reader = await make_token("auditor")
+    body = await (await api.get(f"/api/v1/items/{item_id}", headers=reader)).json()
+    for delivery in body["versions"][0]["deliveries"]:
+        assert delivery["status"] == "published"
+        assert delivery["attempts"] == 1
+        assert delivery["confirmed_at"] >= delivery["requested_at"]
+        assert delivery["external_id"] == f"{item_id}:1:{delivery['channel']}"
+    async with engine.connect() as conn:
+        kinds = (await conn.execute(sa.select(events.c.kind))).scalars().all()
+        assert kinds.count("delivery.published") == 2
+        assert (await ledger.verify(conn)).ok
+
+
+async def test_retryable_failures_then_success(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(retryable=3), "feeds": Script()}
+    await approved_item(api, make_token)
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published"))
+    assert len(scripts["website"].calls) == 4
+    async with engine.connect() as conn:
+        website = (
+            await conn.execute(sa.select(deliveries).where(deliveries.c.channel == "website"))
+        ).one()
+        retries = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(events.c.kind == "delivery.retrying")
+            )
+        ).scalar()
+    assert (website.attempts, website.last_error, retries) == (4, None, 3)
+
+
+async def test_gives_up_after_max_attempts(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(retryable=100), "feeds": Script()}
+    await approved_item(api, make_token)
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published", "failed"))
+    rows = {r[2]: r[4] for r in await statuses(engine)}
+    assert rows == {"website": "failed", "feeds": "published"}
+    assert len(scripts["website"].calls) == dispatch_settings.dispatch.max_attempts
+
+
+async def test_permanent_failure_is_visible_and_retried_by_hand(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(permanent=True), "feeds": Script()}
+    await approved_item(api, make_token)
+    editor = await make_token("editor", holder="另一位编辑")
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published", "failed"))
+        assert len(scripts["website"].calls) == 1
+        listing = await (await api.get("/api/v1/deliveries?status=failed", headers=editor)).json()
+        [failed] = listing["deliveries"]
+        assert failed["channel"] == "website"
+        assert "scripted refusal" in failed["last_error"]
+        auditor = await make_token("auditor")
+        url = f"/api/v1/deliveries/{failed['id']}/retry"
+        assert (await api.post(url, headers=auditor)).status == 403
+        scripts["website"].permanent = False
+        response = await api.post(url, headers=editor)
+        assert response.status == 200, await response.text()
+        await wait_until(all_in(engine, "published"))
+        assert (await api.post(url, headers=editor)).status == 409
+
+
+async def test_scheduled_item_waits_for_its_time(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(), "feeds": Script()}
+    at = datetime.now(UTC) + timedelta(seconds=3)
+    await approved_item(api, make_token, publish_at=at.isoformat())
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await asyncio.sleep(1.5)
+        assert scripts["website"].calls == []
+        assert {r[4] for r in await statuses(engine)} == {"pending"}
+        await wait_until(all_in(engine, "published"), seconds=15)
+    async with engine.connect() as conn:
+        confirmed = (await conn.execute(sa.select(deliveries.c.confirmed_at))).scalars().all()
+    assert all(c >= at for c in confirmed)
+
+
+async def test_flushall_mid_run_loses_nothing(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    for n in range(10):
+        await approved_item(api, make_token, title=f"公示{n}")
+    client = aioredis.from_url(dispatch_settings.storage.redis_url)
+    assert await client.zcard("gongkai:deliveries") == 20
+    await client.flushall()
+    assert await client.zcard("gongkai:deliveries") == 0
+    await client.aclose()
+    scripts = {"website": Script(), "feeds": Script()}
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published"))
+    assert len(scripts["website"].calls) == len(set(scripts["website"].calls)) == 10
+
+
+async def test_withdrawal_racing_a_publish(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(delay=1.0), "feeds": Script(delay=1.0)}
+    item_id = await approved_item(api, make_token)
+    approver = await make_token("approver", holder="另一位审核")
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await asyncio.wait_for(scripts["website"].started.wait(), 10)
+        url = f"/api/v1/items/{item_id}/withdraw"
+        response = await api.post(url, json={"reason": "项目终止"}, headers=approver)
+        assert response.status == 200
+        await wait_until(all_in(engine, "published", "withdrawn"))
+    for script in scripts.values():
+        assert [c[0] for c in script.calls] == ["publish", "withdraw"]
+    assert sorted((r[3], r[4]) for r in await statuses(engine)) == [
+        ("publish", "published"), ("publish", "published"),
+        ("withdraw", "withdrawn"), ("withdraw", "withdrawn"),
+    ]  # fmt: skip
+
+
+async def test_withdrawn_before_sending_is_skipped_everywhere(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    item_id = await approved_item(api, make_token)
+    approver = await make_token("approver", holder="另一位审核")
+    await api.post(f"/api/v1/items/{item_id}/withdraw", json={"reason": "撤回"}, headers=approver)
+    scripts = {"website": Script(), "feeds": Script()}
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "skipped"))
+    assert scripts["website"].calls == scripts["feeds"].calls == []
+
+
+async def test_superseded_version_is_skipped_and_the_new_one_sent(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    item_id = await approved_item(api, make_token)
+    editor = await make_token("editor", holder="编辑2")
+    approver = await make_token("approver", holder="审核2")
+    change = {"change_note": "更正报价", "title": "更正后的公示"}
+    await api.post(f"/api/v1/items/{item_id}/revisions", json=change, headers=editor)
+    await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
+    scripts = {"website": Script(), "feeds": Script()}
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published", "skipped"))
+    rows = sorted((r[1], r[4]) for r in await statuses(engine))
+    assert rows == [(1, "skipped"), (1, "skipped"), (2, "published"), (2, "published")]
+    assert scripts["website"].calls == [("publish", f"{item_id}:2:website")]
+
+
+async def test_channel_concurrency_limit(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_env: dict[str, str]
+) -> None:
+    settings = load_settings(env={**dispatch_env, "GONGKAI_CHANNELS": "website"})
+    settings = settings.model_copy(
+        update={"dispatch": settings.dispatch.model_copy(update={"channel_concurrency": 2})}
+    )
+    for n in range(6):
+        await approved_item(api, make_token, title=f"公示{n}")
+    scripts = {"website": Script(delay=0.3), "feeds": Script()}
+    async with running_worker(settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published", "failed"))
+    assert scripts["website"].max_active == 2
+
+
+@pytest.mark.timeout(120)
+async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
+    api: Client,
+    make_token: TokenFactory,
+    engine: AsyncEngine,
+    dispatch_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    remote = FakeRemote(hold=True)
+    runner = web.AppRunner(remote.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    env = {**os.environ, **dispatch_env}
+    log = (tmp_path / "worker.log").open("ab")
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603 - our own test worker
+            [sys.executable, str(ROOT / "tests" / "worker_entry.py"), f"http://127.0.0.1:{port}"],
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    try:
+        for n in range(5):
+            await approved_item(api, make_token, title=f"公示{n}")
+        first = start_worker()
+        await asyncio.wait_for(remote.started.wait(), 20)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        remote.release.set()
+        second = start_worker()
+        try:
+            await wait_until(all_in(engine, "published"), seconds=60)
+        except AssertionError:
+            print(await statuses(engine))
+            raise
+        finally:
+            second.terminate()
+            second.wait(10)
+    finally:
+        await runner.cleanup()
+        log.close()
+    keys = {f"{r[0]}:{r[1]}:{r[2]}" for r in await statuses(engine)}
+    assert set(remote.stored) == keys
+    assert len(keys) == 10
+    async with engine.connect() as conn:
+        published = (
+            (
+                await conn.execute(
+                    sa.select(events.c.delivery_id).where(events.c.kind == "delivery.published")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert len(published) == len(set(published)) == 10
+        assert (await ledger.verify(conn)).ok
