@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,7 +33,14 @@ def redis_settings(url: str) -> RedisSettings:
 
 
 async def connect(url: str) -> ArqRedis:
+    """A pool that has answered a PING (fails if Redis is unreachable)."""
     return await create_pool(redis_settings(url), default_queue_name=QUEUE)
+
+
+def connect_lazily(url: str) -> ArqRedis:
+    """A pool that connects on first use: a web app starts, and stays up, while Redis is away."""
+    connections = ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    return ArqRedis(connections, default_queue_name=QUEUE)
 
 
 async def enqueue(pool: ArqRedis, delivery_id: int, key: str, at: datetime | None) -> bool:

@@ -137,7 +137,7 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         own = engine is None
         eng = create_engine(settings.database_url) if engine is None else engine
-        pool = await queues.connect(redis_url) if redis_url else None
+        pool = queues.connect_lazily(redis_url) if redis_url else None
         app[DEPS] = Deps(settings, eng, build_rules(settings), pool)
         yield
         if pool is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dispatcher import accounts
 from dispatcher.db import create_engine, migrate, transaction
 from dispatcher.models import metadata
+from dispatcher.redis_server import EmbeddedRedis
 from dispatcher.settings import Settings, load_settings
 from dispatcher.web import create_app
 
@@ -167,3 +169,51 @@ def bid_candidates(**changes: Any) -> dict[str, Any]:
     }
     item.update(changes)
     return item
+
+
+# Dispatcher fixtures: a Redis (REDIS_URL, or the embedded one), settings with short retries.
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield embedded.ensure()
+    embedded.stop()
+
+
+@pytest.fixture
+async def fresh_redis(redis_url: str) -> AsyncIterator[str]:
+    client = aioredis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_url
+
+
+@pytest.fixture
+def dispatch_env(db_url: str, tmp_path: Path, fresh_redis: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": fresh_redis,
+        "GONGKAI_DATA_DIR": str(tmp_path / "var"),
+        "GONGKAI_SWEEP_INTERVAL": "1",
+        "GONGKAI_RETRY_BASE": "0.05",
+        "GONGKAI_MAX_ATTEMPTS": "4",
+        "GONGKAI_LEASE_SECONDS": "3",
+    }
+
+
+@pytest.fixture
+def dispatch_settings(dispatch_env: dict[str, str]) -> Settings:
+    return load_settings(env=dispatch_env)
+
+
+@pytest.fixture
+async def api(
+    dispatch_settings: Settings, engine: AsyncEngine, fresh_redis: str
+) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(dispatch_settings, engine, redis_url=fresh_redis)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client

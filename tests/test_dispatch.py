@@ -22,65 +22,18 @@ import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher import ledger
 from dispatcher.models import deliveries, events
-from dispatcher.redis_server import EmbeddedRedis
 from dispatcher.settings import Settings, load_settings
-from dispatcher.web import create_app
 from dispatcher.worker import build_worker
 from tests.conftest import TokenFactory, bid_candidates
 from tests.fakes import FakeRemote, Script, scripted_registry
 
 Client = TestClient[Any, Any]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    yield embedded.ensure()
-    embedded.stop()
-
-
-@pytest.fixture
-async def fresh_redis(redis_url: str) -> AsyncIterator[str]:
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    await client.aclose()
-    yield redis_url
-
-
-@pytest.fixture
-def dispatch_env(db_url: str, tmp_path: Path, fresh_redis: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": db_url,
-        "REDIS_URL": fresh_redis,
-        "GONGKAI_DATA_DIR": str(tmp_path / "var"),
-        "GONGKAI_SWEEP_INTERVAL": "1",
-        "GONGKAI_RETRY_BASE": "0.05",
-        "GONGKAI_MAX_ATTEMPTS": "4",
-        "GONGKAI_LEASE_SECONDS": "3",
-    }
-
-
-@pytest.fixture
-def dispatch_settings(dispatch_env: dict[str, str]) -> Settings:
-    return load_settings(env=dispatch_env)
-
-
-@pytest.fixture
-async def api(
-    dispatch_settings: Settings, engine: AsyncEngine, fresh_redis: str
-) -> AsyncIterator[Client]:
-    app = create_app(dispatch_settings, engine, redis_url=fresh_redis)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
 
 
 @contextlib.asynccontextmanager
@@ -361,3 +314,50 @@ async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
         )
         assert len(published) == len(set(published)) == 10
         assert (await ledger.verify(conn)).ok
+
+
+async def test_metrics_after_delivery(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    scripts = {"website": Script(), "feeds": Script()}
+    await approved_item(api, make_token)
+    async with running_worker(dispatch_settings, scripted_registry(scripts)):
+        await wait_until(all_in(engine, "published"))
+    text = await (await api.get("/metrics")).text()
+    assert 'gongkai_deliveries{channel="website",state="published"} 1.0' in text
+    assert "gongkai_delivery_confirm_seconds_count 2.0" in text
+    assert 'gongkai_delivery_confirm_seconds_bucket{le="+Inf"} 2.0' in text
+
+
+@pytest.mark.timeout(60)
+async def test_cli_worker_and_retry(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_env: dict[str, str]
+) -> None:
+    """`gongkai worker` delivers with the real channels; `gongkai retry` re-queues a failure."""
+    await approved_item(api, make_token)
+    async with engine.begin() as conn:
+        await conn.execute(
+            deliveries.update().where(deliveries.c.channel == "feeds").values(status="failed")
+        )
+    env = {**os.environ, **dispatch_env}
+    script = str(Path(sys.executable).with_name("gongkai"))
+    worker = await asyncio.create_subprocess_exec(
+        script, "worker", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_until(all_in(engine, "published", "failed"))
+        retry = await asyncio.create_subprocess_exec(
+            script, "retry", "2", "--as", "值班员", env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(retry.communicate(), 30)
+        assert retry.returncode == 0, err.decode()
+        assert "pending again and queued" in out.decode()
+        await wait_until(all_in(engine, "published"))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 20) == 0
+    site = Path(dispatch_env["GONGKAI_DATA_DIR"]) / "site"
+    assert (site / "items" / "1.html").is_file()
+    assert (site / "feeds" / "all.atom").is_file()

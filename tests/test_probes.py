@@ -1,0 +1,60 @@
+"""/healthz, /readyz and /metrics as an operator's monitoring sees them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dispatcher.settings import Settings
+from dispatcher.web import create_app
+from tests.conftest import TokenFactory, bid_candidates
+
+Client = TestClient[Any, Any]
+
+
+async def test_health_and_readiness(api: Client) -> None:
+    health = await api.get("/healthz")
+    assert (health.status, await health.json()) == (200, {"status": "ok"})
+    ready = await (await api.get("/readyz")).json()
+    assert ready == {"ready": True, "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def test_not_ready_when_redis_is_unreachable(
+    dispatch_settings: Settings, engine: AsyncEngine
+) -> None:
+    # A port nothing listens on: connecting fails at once, nothing leaves this machine.
+    app = create_app(dispatch_settings, engine, redis_url="redis://127.0.0.1:9/0")
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.get("/readyz")
+        body = await response.json()
+    assert response.status == 503
+    assert body["ready"] is False
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["redis"].startswith("unreachable")
+
+
+async def test_metrics_count_deliveries_and_queue(api: Client, make_token: TokenFactory) -> None:
+    editor = await make_token("editor", holder="编辑")
+    approver = await make_token("approver", holder="审核")
+    for n in range(3):
+        item = await (
+            await api.post("/api/v1/items", json=bid_candidates(title=f"公示{n}"), headers=editor)
+        ).json()
+        await api.post(f"/api/v1/items/{item['id']}/approve", headers=approver)
+    response = await api.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    pending = {
+        s.labels["channel"]: s.value
+        for s in families["gongkai_deliveries"].samples
+        if s.labels["state"] == "pending"
+    }
+    assert pending == {"website": 3.0, "feeds": 3.0}
+    assert families["gongkai_queue_depth"].samples[0].value == 6.0
+    histogram = families["gongkai_delivery_confirm_seconds"]
+    count = [s for s in histogram.samples if s.name.endswith("_count")]
+    assert count[0].value == 0.0
