@@ -38,14 +38,7 @@ from urllib.parse import urlsplit
 from feedgen.feed import FeedGenerator
 
 from channels.base import ChannelContext, PermanentError, Publication, Receipt, RetryableError
-from channels.website import (
-    DEFAULT_TITLE,
-    item_path,
-    locked,
-    map_errors,
-    site_base_url,
-    write_atomic,
-)
+from channels.files import DEFAULT_TITLE, item_path, locked, map_errors, site_base_url, write_atomic
 
 FEED_LIMIT = 50
 WITHDRAWN_PREFIX = "【已撤回】"

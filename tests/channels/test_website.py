@@ -18,7 +18,8 @@ from channels.base import (
     Receipt,
     RetryableError,
 )
-from channels.website import field_tables, map_errors, website_factory
+from channels.files import map_errors
+from channels.website import field_tables, website_factory
 
 BASE_URL = "https://gk.example.gov.cn"
 Ctx = Callable[..., ChannelContext]

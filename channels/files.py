@@ -1,0 +1,104 @@
+"""Static files for the channels that write them (website, feeds): atomic writes, locks, errors.
+
+Writes go to a temporary file in the same directory, are fsynced, then renamed into place, so a
+reader (or a static server) sees the old file or the new one, never half of one. Locks are
+`flock`s on a file beside the data: they hold across the worker processes of one machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from channels.base import PermanentError, RetryableError
+
+DEFAULT_TITLE = "公共资源配置领域政府信息公开"
+RETRYABLE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.EBUSY,
+        errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ETIMEDOUT, errno.ESTALE, errno.ENOLCK,
+    }
+)  # fmt: skip
+PERMANENT_ERRNOS = frozenset(
+    {
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+        errno.ENAMETOOLONG, errno.ELOOP,
+    }
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def map_errors(what: str) -> Iterator[None]:
+    """Translate file-system and template errors into `RetryableError` / `PermanentError`."""
+    try:
+        yield
+    except OSError as exc:
+        message = f"{what}: {exc}"
+        if exc.errno in PERMANENT_ERRNOS:
+            raise PermanentError(message) from exc
+        raise RetryableError(message) from exc
+    except jinja2.TemplateError as exc:
+        raise PermanentError(f"{what}: template error: {exc}") from exc
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created if missing); it guards other processes too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` all at once: temp file in the same directory, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the static server must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; some file systems refuse fsync on a directory.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def site_base_url(settings: Mapping[str, Any]) -> str:
+    """`settings["base_url"]` without a trailing slash; ValueError (start-up error) if unusable."""
+    base_url = str(settings.get("base_url") or "").rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"settings['base_url'] must be an http(s) URL, got {base_url!r}")
+    return base_url
+
+
+def item_path(item_id: int) -> str:
+    """The page of an item, relative to the site root: `items/{item_id}.html`."""
+    if isinstance(item_id, bool) or not isinstance(item_id, int) or item_id <= 0:
+        raise PermanentError(f"item id must be a positive int, got {item_id!r}")
+    return f"items/{item_id:d}.html"
