@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import sys
@@ -187,8 +186,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = await _engine(settings)
     await engine.dispose()
-    with contextlib.suppress(asyncio.CancelledError):
-        await run_worker(settings)
+    await run_worker(settings)
     return 0
 
 

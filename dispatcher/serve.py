@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 
 from aiohttp import web
 
 from dispatcher.settings import Settings
 from dispatcher.web import create_app
-from dispatcher.worker import build_worker, redis_for
+from dispatcher.worker import build_worker, redis_for, stop_worker
 
 
 async def serve(settings: Settings, banner: str = "", with_worker: bool = True) -> None:
@@ -41,8 +40,6 @@ async def serve(settings: Settings, banner: str = "", with_worker: bool = True) 
             if worker_task in done and worker_task is not None and not stop.is_set():
                 worker_task.result()  # the worker died: surface why
         finally:
-            if worker is not None and worker_task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker.close()
-                    await worker_task
+            if worker is not None:
+                await stop_worker(worker, worker_task)
             await runner.cleanup()

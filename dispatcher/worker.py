@@ -138,6 +138,25 @@ async def redis_for(settings: Settings) -> AsyncIterator[str]:
             await asyncio.to_thread(embedded.stop)
 
 
+async def stop_worker(worker: Worker, run_task: asyncio.Task[None] | None = None) -> None:
+    """Stop a worker and release everything it holds.
+
+    arq's `close()` gathers its job tasks and, if one was cancelled, raises before running
+    `on_shutdown` and closing its Redis pool; so the tasks are cancelled and drained first.
+    A job cancelled mid-publish keeps its lease and is picked up again when the lease runs out.
+    """
+    tasks = list(worker.tasks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    worker.tasks.clear()
+    if worker.main_task is not None:
+        worker.main_task.cancel()
+    if run_task is not None:
+        await asyncio.gather(run_task, return_exceptions=True)
+    await worker.close()
+
+
 async def run_worker(settings: Settings) -> None:
     """`gongkai worker`: run until SIGINT or SIGTERM."""
     settings.check_channels()
@@ -145,5 +164,7 @@ async def run_worker(settings: Settings) -> None:
         worker = build_worker(settings, url)
         try:
             await worker.async_run()
+        except asyncio.CancelledError:
+            pass  # arq's signal handler cancels the run on SIGINT/SIGTERM
         finally:
-            await worker.close()
+            await stop_worker(worker)

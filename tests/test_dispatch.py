@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dispatcher import ledger
 from dispatcher.models import deliveries, events
 from dispatcher.settings import Settings, load_settings
-from dispatcher.worker import build_worker
+from dispatcher.worker import build_worker, stop_worker
 from tests.conftest import TokenFactory, bid_candidates
 from tests.fakes import FakeRemote, Script, scripted_registry
 
@@ -43,9 +43,7 @@ async def running_worker(settings: Settings, registry: dict[str, Any]) -> AsyncI
     try:
         yield
     finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
-            await task
+        await stop_worker(worker, task)
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dispatcher.settings import load_settings
-from dispatcher.worker import build_worker
+from dispatcher.worker import build_worker, stop_worker
 from tests.fakes import remote_registry
 
 
@@ -26,7 +26,7 @@ async def main(remote_url: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
-        await worker.close()
+        await stop_worker(worker)
 
 
 if __name__ == "__main__":
