@@ -56,6 +56,10 @@ def _sqlite_engine(database: str) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # With WAL, NORMAL cannot corrupt the file and survives any process crash; only a power
+        # cut can lose the last commits (a delivery then runs again: channels are idempotent).
+        # FULL would fsync every commit and cut the embedded dispatcher's throughput by 4x.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -87,7 +87,9 @@ async def claim(engine: AsyncEngine, delivery_id: int, lease_seconds: int) -> Cl
         ):
             return Later((row.next_attempt_at - now).total_seconds())
         item, version = await _item_and_version(conn, row)
-        if row.action == "publish" and (version.status == SUPERSEDED or item.status == WITHDRAWN):
+        if row.action == "publish" and (
+            version.status == SUPERSEDED or item.item_status == WITHDRAWN
+        ):
             await _finish(conn, row, SKIPPED, "superseded or withdrawn before it was sent", now)
             return None
         if await _older_in_flight(conn, row, now):
@@ -127,26 +129,33 @@ def _claimable(row: Any, now: datetime) -> bool:
     return bool(row.status == SENDING and row.lease_until is not None and row.lease_until < now)
 
 
+_ITEM_COLUMNS = (
+    items.c.status.label("item_status"),
+    items.c.index_no,
+    items.c.agency_code,
+    items.c.domain,
+    items.c.category,
+    agencies.c.name.label("agency_name"),
+)
+
+
 async def _item_and_version(conn: AsyncConnection, row: Any) -> tuple[Any, Any]:
-    item = (
+    """The delivery's item (with its agency's name) and version, in one query."""
+    found = (
         await conn.execute(
-            sa.select(items, agencies.c.name.label("agency_name"))
+            sa.select(item_versions, *_ITEM_COLUMNS)
+            .join(items, items.c.id == item_versions.c.item_id)
             .join(agencies, agencies.c.code == items.c.agency_code)
-            .where(items.c.id == row.item_id)
+            .where(item_versions.c.item_id == row.item_id, item_versions.c.version == row.version)
         )
     ).one()
-    version = (
-        await conn.execute(
-            sa.select(item_versions).where(
-                item_versions.c.item_id == row.item_id, item_versions.c.version == row.version
-            )
-        )
-    ).one()
-    return item, version
+    return found, found
 
 
 async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
     """Is an earlier version's delivery on this channel being sent or confirmed right now?"""
+    if row.version == 1:
+        return False  # the common case: nothing older exists
     busy = await conn.execute(
         sa.select(deliveries.c.id)
         .where(
