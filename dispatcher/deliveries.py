@@ -252,21 +252,11 @@ def _event(
     )  # fmt: skip
 
 
-async def record_receipt(engine: AsyncEngine, claim: Claim, receipt: Receipt) -> bool:
-    """Store the channel's receipt: live (published/withdrawn) or sent and awaiting confirmation.
-
-    Returns False if the lease was lost meanwhile (another worker took over); nothing is written.
-    """
+async def _settle(
+    engine: AsyncEngine, claim: Claim, status: str, values: dict[str, Any], data: dict[str, Any]
+) -> bool:
+    """Write an attempt's outcome and its ledger event, if this claim still holds the lease."""
     now = datetime.now(UTC)
-    steps = {**claim.publication.steps, **receipt.steps}
-    if receipt.pending:
-        status = CONFIRMING
-        values: dict[str, Any] = {
-            "next_attempt_at": now + timedelta(seconds=receipt.check_after or WAIT_FOR_ORDER)
-        }
-    else:
-        status = PUBLISHED if claim.action == "publish" else TAKEN_DOWN
-        values = {"confirmed_at": receipt.confirmed_at, "last_error": None}
     async with transaction(engine) as conn:
         updated = await conn.execute(
             deliveries.update()
@@ -275,67 +265,48 @@ async def record_receipt(engine: AsyncEngine, claim: Claim, receipt: Receipt) ->
                 deliveries.c.status == SENDING,
                 deliveries.c.attempts == claim.attempt,
             )
-            .values(
-                status=status,
-                lease_until=None,
-                external_id=receipt.external_id,
-                url=receipt.url,
-                steps=steps,
-                updated_at=now,
-                **values,
-            )
+            .values(status=status, lease_until=None, updated_at=now, **values)
         )
         if updated.rowcount != 1:
-            return False
-        data = {
-            "channel": claim.channel,
-            "attempt": claim.attempt,
-            "external_id": receipt.external_id,
-            "url": receipt.url,
-            "confirmed_at": receipt.confirmed_at.isoformat() if receipt.confirmed_at else None,
-        }
+            return False  # the lease ran out and another worker took over: it reports
         pub = claim.publication
+        data = {"channel": claim.channel, "attempt": claim.attempt, **data}
         await ledger.append_many(
             conn, [_event(pub.item_id, pub.version, claim.id, status, now, data)]
         )
     return True
+
+
+async def record_receipt(engine: AsyncEngine, claim: Claim, receipt: Receipt) -> bool:
+    """Store the channel's receipt: live (published/withdrawn) or sent and awaiting confirmation.
+
+    Returns False if the lease was lost meanwhile (another worker took over); nothing is written.
+    """
+    values: dict[str, Any] = {
+        "external_id": receipt.external_id,
+        "url": receipt.url,
+        "steps": {**claim.publication.steps, **receipt.steps},
+    }
+    if receipt.pending:
+        status = CONFIRMING
+        wait = timedelta(seconds=receipt.check_after or WAIT_FOR_ORDER)
+        values["next_attempt_at"] = datetime.now(UTC) + wait
+    else:
+        status = PUBLISHED if claim.action == "publish" else TAKEN_DOWN
+        values.update(confirmed_at=receipt.confirmed_at, last_error=None)
+    confirmed = receipt.confirmed_at.isoformat() if receipt.confirmed_at else None
+    data = {"external_id": receipt.external_id, "url": receipt.url, "confirmed_at": confirmed}
+    return await _settle(engine, claim, status, values, data)
 
 
 async def record_failure(
     engine: AsyncEngine, claim: Claim, error: str, retry_at: datetime | None
 ) -> bool:
     """Retry later (`retry_at`) or fail for good (None). False if the lease was lost."""
-    now = datetime.now(UTC)
     status = RETRYING if retry_at is not None else FAILED
-    async with transaction(engine) as conn:
-        updated = await conn.execute(
-            deliveries.update()
-            .where(
-                deliveries.c.id == claim.id,
-                deliveries.c.status == SENDING,
-                deliveries.c.attempts == claim.attempt,
-            )
-            .values(
-                status=status,
-                lease_until=None,
-                next_attempt_at=retry_at,
-                last_error=error[:2000],
-                updated_at=now,
-            )
-        )
-        if updated.rowcount != 1:
-            return False
-        data = {
-            "channel": claim.channel,
-            "attempt": claim.attempt,
-            "error": error[:500],
-            "retry_at": retry_at.isoformat() if retry_at else None,
-        }
-        pub = claim.publication
-        await ledger.append_many(
-            conn, [_event(pub.item_id, pub.version, claim.id, status, now, data)]
-        )
-    return True
+    values = {"next_attempt_at": retry_at, "last_error": error[:2000]}
+    data = {"error": error[:500], "retry_at": retry_at.isoformat() if retry_at else None}
+    return await _settle(engine, claim, status, values, data)
 
 
 async def save_steps(engine: AsyncEngine, delivery_id: int, steps: dict[str, Any]) -> None:
