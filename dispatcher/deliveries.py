@@ -11,6 +11,7 @@ withdrawal waits for an in-flight publication, then takes down what was publishe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,55 +73,90 @@ def delivery_key(item_id: int, version: int, channel: str) -> str:
 
 async def claim(engine: AsyncEngine, delivery_id: int, lease_seconds: int) -> Claim | Later | None:
     """Lease a due delivery; None when there is nothing to do (finished, taken, skipped)."""
+    return (await claim_many(engine, [delivery_id], lease_seconds))[0]
+
+
+async def claim_many(
+    engine: AsyncEngine, ids: Sequence[int], lease_seconds: int
+) -> list[Claim | Later | None]:
+    """`claim` for many deliveries in one transaction; results in the order of `ids`."""
+    unique = sorted(set(ids))
+    decided: dict[int, Claim | Later | None] = {}
     async with transaction(engine) as conn:
-        row = (
-            await conn.execute(
-                sa.select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
-            )
-        ).first()
+        found = await conn.execute(
+            sa.select(deliveries)
+            .where(deliveries.c.id.in_(unique))
+            .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
+            .with_for_update()
+        )
         now = datetime.now(UTC)
-        if row is None or not _claimable(row, now):
-            return None
-        if (
-            row.status in (PENDING, RETRYING, CONFIRMING)
-            and row.next_attempt_at > now + _EARLY_SLACK
-        ):
-            return Later((row.next_attempt_at - now).total_seconds())
-        item, version = await _item_and_version(conn, row)
-        if row.action == "publish" and (
-            version.status == SUPERSEDED or item.item_status == WITHDRAWN
-        ):
-            await _finish(conn, row, SKIPPED, "superseded or withdrawn before it was sent", now)
-            return None
-        if await _older_in_flight(conn, row, now):
-            return Later(WAIT_FOR_ORDER)
-        receipt = _own_receipt(row) if row.status == CONFIRMING else None
-        if row.action == "withdraw" and row.status != CONFIRMING:
-            receipt = await _published_receipt(conn, row)
-            if receipt is None:
-                await _finish(conn, row, SKIPPED, "nothing was published on this channel", now)
-                return None
-        attempt = row.attempts + 1
-        await conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == row.id)
-            .values(
-                status=SENDING,
-                attempts=attempt,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                updated_at=now,
+        rows = [r for r in found if _claimable(r, now)]
+        due = [r for r in rows if _early(r, now) is None]
+        decided.update({r.id: _early(r, now) for r in rows if r not in due})
+        info = await _items_and_versions(conn, due)
+        skipped: list[ledger.Event] = []
+        leased: list[Any] = []
+        for row in due:
+            item = info[(row.item_id, row.version)]
+            decided[row.id] = await _decide(conn, row, item, now, skipped, leased)
+        if leased:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_([r.id for r in leased]))
+                .values(
+                    status=SENDING,
+                    attempts=deliveries.c.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    updated_at=now,
+                )
             )
-        )
-        return Claim(
-            id=row.id,
-            key=delivery_key(row.item_id, row.version, row.channel),
-            channel=row.channel,
-            action=row.action,
-            attempt=attempt,
-            confirming=row.status == CONFIRMING,
-            publication=_publication(row, item, version),
-            receipt=receipt,
-        )
+        await ledger.append_many(conn, skipped)
+    seen: set[int] = set()
+    results: list[Claim | Later | None] = []
+    for delivery_id in ids:  # a duplicate request in one batch gets nothing to do
+        results.append(None if delivery_id in seen else decided.get(delivery_id))
+        seen.add(delivery_id)
+    return results
+
+
+def _early(row: Any, now: datetime) -> Later | None:
+    waiting = row.status in (PENDING, RETRYING, CONFIRMING)
+    if waiting and row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_SLACK:
+        return Later((row.next_attempt_at - now).total_seconds())
+    return None
+
+
+async def _decide(
+    conn: AsyncConnection,
+    row: Any,
+    item: Any,
+    now: datetime,
+    skipped: list[ledger.Event],
+    leased: list[Any],
+) -> Claim | Later | None:
+    """Skip it, make it wait for an older delivery, or lease it (added to `leased`)."""
+    if row.action == "publish" and (item.status == SUPERSEDED or item.item_status == WITHDRAWN):
+        skipped.append(await _skip(conn, row, "superseded or withdrawn before it was sent", now))
+        return None
+    if await _older_in_flight(conn, row, now):
+        return Later(WAIT_FOR_ORDER)
+    receipt = _own_receipt(row) if row.status == CONFIRMING else None
+    if row.action == "withdraw" and row.status != CONFIRMING:
+        receipt = await _published_receipt(conn, row)
+        if receipt is None:
+            skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
+            return None
+    leased.append(row)
+    return Claim(
+        id=row.id,
+        key=delivery_key(row.item_id, row.version, row.channel),
+        channel=row.channel,
+        action=row.action,
+        attempt=row.attempts + 1,
+        confirming=row.status == CONFIRMING,
+        publication=_publication(row, item, item),
+        receipt=receipt,
+    )
 
 
 def _claimable(row: Any, now: datetime) -> bool:
@@ -139,17 +175,18 @@ _ITEM_COLUMNS = (
 )
 
 
-async def _item_and_version(conn: AsyncConnection, row: Any) -> tuple[Any, Any]:
-    """The delivery's item (with its agency's name) and version, in one query."""
-    found = (
-        await conn.execute(
-            sa.select(item_versions, *_ITEM_COLUMNS)
-            .join(items, items.c.id == item_versions.c.item_id)
-            .join(agencies, agencies.c.code == items.c.agency_code)
-            .where(item_versions.c.item_id == row.item_id, item_versions.c.version == row.version)
-        )
-    ).one()
-    return found, found
+async def _items_and_versions(conn: AsyncConnection, rows: list[Any]) -> dict[tuple[int, int], Any]:
+    """Each delivery's version with its item's state and agency name, in one query."""
+    if not rows:
+        return {}
+    keys = sorted({(r.item_id, r.version) for r in rows})
+    found = await conn.execute(
+        sa.select(item_versions, *_ITEM_COLUMNS)
+        .join(items, items.c.id == item_versions.c.item_id)
+        .join(agencies, agencies.c.code == items.c.agency_code)
+        .where(sa.tuple_(item_versions.c.item_id, item_versions.c.version).in_(keys))
+    )
+    return {(r.item_id, r.version): r for r in found}
 
 
 async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
@@ -231,16 +268,15 @@ def _publication(row: Any, item: Any, version: Any) -> Publication:
     )
 
 
-async def _finish(
-    conn: AsyncConnection, row: Any, status: str, reason: str | None, now: datetime
-) -> None:
+async def _skip(conn: AsyncConnection, row: Any, reason: str, now: datetime) -> ledger.Event:
+    """Mark a delivery skipped (rare: one statement of its own); returns its ledger event."""
     await conn.execute(
         deliveries.update()
         .where(deliveries.c.id == row.id)
-        .values(status=status, lease_until=None, last_error=reason, updated_at=now)
+        .values(status=SKIPPED, lease_until=None, last_error=reason, updated_at=now)
     )
     data = {"channel": row.channel, "reason": reason}
-    await ledger.append_many(conn, [_event(row.item_id, row.version, row.id, status, now, data)])
+    return _event(row.item_id, row.version, row.id, SKIPPED, now, data)
 
 
 def _event(
@@ -252,36 +288,50 @@ def _event(
     )  # fmt: skip
 
 
-async def _settle(
-    engine: AsyncEngine, claim: Claim, status: str, values: dict[str, Any], data: dict[str, Any]
-) -> bool:
-    """Write an attempt's outcome and its ledger event, if this claim still holds the lease."""
-    now = datetime.now(UTC)
-    async with transaction(engine) as conn:
-        updated = await conn.execute(
-            deliveries.update()
-            .where(
-                deliveries.c.id == claim.id,
-                deliveries.c.status == SENDING,
-                deliveries.c.attempts == claim.attempt,
-            )
-            .values(status=status, lease_until=None, updated_at=now, **values)
-        )
-        if updated.rowcount != 1:
-            return False  # the lease ran out and another worker took over: it reports
-        pub = claim.publication
-        data = {"channel": claim.channel, "attempt": claim.attempt, **data}
-        await ledger.append_many(
-            conn, [_event(pub.item_id, pub.version, claim.id, status, now, data)]
-        )
-    return True
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: the delivery's new state, its columns and its event data."""
+
+    claim: Claim
+    status: str
+    values: dict[str, Any]
+    data: dict[str, Any]
 
 
-async def record_receipt(engine: AsyncEngine, claim: Claim, receipt: Receipt) -> bool:
-    """Store the channel's receipt: live (published/withdrawn) or sent and awaiting confirmation.
+async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Write attempts' outcomes and their ledger events in one transaction.
 
-    Returns False if the lease was lost meanwhile (another worker took over); nothing is written.
+    Each row is written only if its claim still holds the lease (same state and attempt);
+    otherwise another worker took over and reports instead: False for that one.
     """
+    now = datetime.now(UTC)
+    written: dict[int, bool] = {}
+    async with transaction(engine) as conn:
+        settled: list[ledger.Event] = []
+        for outcome in sorted(outcomes, key=lambda o: o.claim.id):  # one lock order
+            claim = outcome.claim
+            updated = await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == claim.id,
+                    deliveries.c.status == SENDING,
+                    deliveries.c.attempts == claim.attempt,
+                )
+                .values(status=outcome.status, lease_until=None, updated_at=now, **outcome.values)
+            )
+            written[id(outcome)] = updated.rowcount == 1
+            if updated.rowcount == 1:
+                pub = claim.publication
+                data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
+                settled.append(
+                    _event(pub.item_id, pub.version, claim.id, outcome.status, now, data)
+                )
+        await ledger.append_many(conn, settled)
+    return [written[id(o)] for o in outcomes]
+
+
+def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
+    """The channel's receipt as an outcome: live (published/withdrawn), or sent, to confirm."""
     values: dict[str, Any] = {
         "external_id": receipt.external_id,
         "url": receipt.url,
@@ -296,17 +346,15 @@ async def record_receipt(engine: AsyncEngine, claim: Claim, receipt: Receipt) ->
         values.update(confirmed_at=receipt.confirmed_at, last_error=None)
     confirmed = receipt.confirmed_at.isoformat() if receipt.confirmed_at else None
     data = {"external_id": receipt.external_id, "url": receipt.url, "confirmed_at": confirmed}
-    return await _settle(engine, claim, status, values, data)
+    return Outcome(claim, status, values, data)
 
 
-async def record_failure(
-    engine: AsyncEngine, claim: Claim, error: str, retry_at: datetime | None
-) -> bool:
-    """Retry later (`retry_at`) or fail for good (None). False if the lease was lost."""
+def failure_outcome(claim: Claim, error: str, retry_at: datetime | None) -> Outcome:
+    """A failed attempt: retry at `retry_at`, or fail for good (None)."""
     status = RETRYING if retry_at is not None else FAILED
     values = {"next_attempt_at": retry_at, "last_error": error[:2000]}
     data = {"error": error[:500], "retry_at": retry_at.isoformat() if retry_at else None}
-    return await _settle(engine, claim, status, values, data)
+    return Outcome(claim, status, values, data)
 
 
 async def save_steps(engine: AsyncEngine, delivery_id: int, steps: dict[str, Any]) -> None:

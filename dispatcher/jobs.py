@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Channel, PermanentError, Receipt, RetryableError
 from dispatcher import deliveries, queue
+from dispatcher.batching import Batcher
 from dispatcher.deliveries import Claim, Later
 from dispatcher.settings import Settings
 
@@ -28,13 +30,44 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerDeps:
-    """What every job uses, built once when the worker starts (held in the arq ctx)."""
+    """What every job uses, built once when the worker starts (held in the arq ctx).
+
+    Claims and outcomes of concurrent jobs go through batchers: one transaction (and one ledger
+    append) serves many deliveries.
+    """
 
     settings: Settings
     engine: AsyncEngine
     channels: dict[str, Channel]
     limits: dict[str, asyncio.Semaphore]
     closers: list[Any]
+    claims: Batcher[int, Claim | Later | None]
+    outcomes: Batcher[deliveries.Outcome, bool]
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        engine: AsyncEngine,
+        channels: dict[str, Channel],
+        closers: list[Any],
+    ) -> WorkerDeps:
+        dispatch = settings.dispatch
+        limits = {
+            name: asyncio.Semaphore(dispatch.concurrency.get(name, dispatch.channel_concurrency))
+            for name in channels
+        }
+
+        async def claim(ids: Sequence[int]) -> list[Claim | Later | None]:
+            return await deliveries.claim_many(engine, ids, dispatch.lease_seconds)
+
+        async def settle(outcomes: Sequence[deliveries.Outcome]) -> list[bool]:
+            return await deliveries.settle_many(engine, outcomes)
+
+        return cls(settings, engine, channels, limits, closers, Batcher(claim), Batcher(settle))
+
+    async def record(self, outcome: deliveries.Outcome) -> bool:
+        return await self.outcomes.submit(outcome)
 
 
 DEPS = "gongkai"
@@ -52,7 +85,7 @@ def backoff(
 async def deliver(ctx: dict[str, Any], delivery_id: int) -> str:
     """Send one delivery: claim it, call its channel, record the outcome."""
     deps: WorkerDeps = ctx[DEPS]
-    outcome = await deliveries.claim(deps.engine, delivery_id, deps.settings.dispatch.lease_seconds)
+    outcome = await deps.claims.submit(delivery_id)
     if outcome is None:
         return "nothing to do"
     if isinstance(outcome, Later):
@@ -65,19 +98,19 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
     channel = deps.channels.get(claim.channel)
     if channel is None:
         reason = f"channel {claim.channel!r} is not enabled in this worker"
-        await deliveries.record_failure(deps.engine, claim, reason, None)
+        await deps.record(deliveries.failure_outcome(claim, reason, None))
         return "failed"
     try:
         async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
             receipt = await _call(channel, claim)
     except PermanentError as exc:
-        await deliveries.record_failure(deps.engine, claim, f"permanent: {exc}", None)
+        await deps.record(deliveries.failure_outcome(claim, f"permanent: {exc}", None))
         return "failed"
     except Exception as exc:  # retryable, a timeout, or a channel bug: never lose the delivery
         if not isinstance(exc, RetryableError | TimeoutError):
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
         return await _retry_or_fail(deps, claim, exc)
-    if not await deliveries.record_receipt(deps.engine, claim, receipt):
+    if not await deps.record(deliveries.receipt_outcome(claim, receipt)):
         return "lease lost"
     if receipt.pending:
         raise Retry(defer=receipt.check_after or deliveries.WAIT_FOR_ORDER)
@@ -101,12 +134,12 @@ async def _retry_or_fail(deps: WorkerDeps, claim: Claim, exc: Exception) -> str:
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if claim.attempt >= dispatch.max_attempts:
         final = f"{error} (gave up after {claim.attempt} attempts)"
-        await deliveries.record_failure(deps.engine, claim, final, None)
+        await deps.record(deliveries.failure_outcome(claim, final, None))
         return "failed"
     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
     delay = backoff(claim.attempt, dispatch.retry_base, dispatch.retry_cap, retry_after)
     retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-    if not await deliveries.record_failure(deps.engine, claim, error, retry_at):
+    if not await deps.record(deliveries.failure_outcome(claim, error, retry_at)):
         return "lease lost"
     raise Retry(defer=delay)
 

@@ -59,25 +59,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
     registry: Mapping[str, ChannelFactory] = ctx["registry"]
     engine = create_engine(settings.database_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    dispatch = settings.dispatch
     try:
         channels = build_channels(settings, registry, session)
     except Exception:
         await session.close()
         await engine.dispose()
         raise
-    limits = {
-        name: asyncio.Semaphore(dispatch.concurrency.get(name, dispatch.channel_concurrency))
-        for name in channels
-    }
-    ctx[jobs.DEPS] = jobs.WorkerDeps(settings, engine, channels, limits, [session.close])
-    ctx["engine"] = engine
+    ctx[jobs.DEPS] = jobs.WorkerDeps.build(settings, engine, channels, [session.close])
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
     deps: jobs.WorkerDeps | None = ctx.get(jobs.DEPS)
     if deps is None:
         return
+    await deps.claims.drain()
+    await deps.outcomes.drain()
     for close in deps.closers:
         await close()
     await deps.engine.dispose()

@@ -1,0 +1,73 @@
+"""Group work from concurrent jobs into batches: one SQL transaction for many deliveries.
+
+A worker runs many `deliver` jobs at once; each needs a short transaction to claim its row and
+another to record the outcome. Done one by one, those transactions (and the ledger head lock
+each outcome takes) cost more than the jobs themselves. A `Batcher` collects requests for up to
+`max_wait` seconds or `max_size` requests and hands them to one call; each caller gets its own
+result, or the batch's exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class Batcher(Generic[In, Out]):
+    """Run `handle(batch)` for requests gathered from concurrent callers of `submit`."""
+
+    def __init__(
+        self,
+        handle: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
+        max_size: int = 64,
+        max_wait: float = 0.002,
+    ) -> None:
+        self._handle = handle
+        self._max_size = max_size
+        self._max_wait = max_wait
+        self._pending: list[tuple[In, asyncio.Future[Out]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, request: In) -> Out:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Out] = loop.create_future()
+        self._pending.append((request, future))
+        if len(self._pending) >= self._max_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_wait, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        try:
+            results = await self._handle([request for request, _ in batch])
+        except BaseException as exc:  # every caller learns what happened to its request
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def drain(self) -> None:
+        """Run what is pending now and wait for every batch under way (at shutdown)."""
+        self._flush()
+        await asyncio.gather(*self._running, return_exceptions=True)

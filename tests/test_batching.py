@@ -1,0 +1,55 @@
+"""The Batcher: concurrent requests share one call; each caller gets its own answer or error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from dispatcher.batching import Batcher
+
+
+async def test_concurrent_requests_share_a_call_and_keep_their_answers() -> None:
+    calls: list[list[int]] = []
+
+    async def double(batch: Sequence[int]) -> list[int]:
+        calls.append(list(batch))
+        return [n * 2 for n in batch]
+
+    batcher: Batcher[int, int] = Batcher(double, max_size=4, max_wait=0.01)
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(10)))
+    assert results == [n * 2 for n in range(10)]
+    assert [len(c) for c in calls] == [4, 4, 2]  # full batches at once, the rest after max_wait
+    assert sorted(n for c in calls for n in c) == list(range(10))
+
+
+async def test_a_failing_batch_fails_each_of_its_callers_and_not_later_ones() -> None:
+    async def handle(batch: Sequence[int]) -> list[int]:
+        if 0 in batch:
+            raise RuntimeError("database went away")
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(handle, max_size=2, max_wait=0.001)
+    first = await asyncio.gather(batcher.submit(0), batcher.submit(1), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in first)
+    assert await batcher.submit(5) == 5
+
+
+async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
+    release = asyncio.Event()
+
+    async def slow(batch: Sequence[int]) -> list[int]:
+        await release.wait()
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(slow, max_size=10, max_wait=0.001)
+    doomed = asyncio.create_task(batcher.submit(1))
+    kept = asyncio.create_task(batcher.submit(2))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    release.set()
+    assert await kept == 2
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    await batcher.drain()
