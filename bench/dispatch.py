@@ -38,6 +38,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.samples import CENTER, bid_item
 from channels.base import ChannelContext, ChannelFactory, Publication, Receipt, make_registry
 from dispatcher import accounts, queue, workflow
 from dispatcher.accounts import Actor
@@ -48,30 +49,12 @@ from dispatcher.settings import Settings, load_settings
 from dispatcher.web import build_rules
 from dispatcher.worker import build_worker
 
-CENTER = "12990100MB0000004D"
 EDITOR = Actor(CENTER, "editor", "bench-editor")
 APPROVER = Actor(CENTER, "approver", "bench-approver")
 NOOP_QUEUE = "gongkai:bench-noop"
 SCRIPT = str(Path(__file__).resolve())
 IN_FLIGHT = 32  # approvals the driver runs at once (like a web app's concurrent requests)
 Proc = asyncio.subprocess.Process
-
-
-def _item(n: int, channels: list[str]) -> dict[str, Any]:
-    return {
-        "domain": "bidding",
-        "category": "bid_candidates",
-        "title": f"示范市第{n}号工程中标候选人公示",
-        "summary": "评标委员会推荐的中标候选人及排序",
-        "body_html": "<p>现将中标候选人公示如下。</p>" * 20,
-        "formed_on": "2026-11-20",
-        "implementing_agency": CENTER,
-        "project_code": f"E99010020260{n:05d}",
-        "region": "990101",
-        "fields": {"candidates": [{"rank": r, "name": f"候选单位{r}", "bid_price": "1000000.00"}
-                                  for r in (1, 2, 3)]},
-        "channels": channels,
-    }  # fmt: skip
 
 
 def _channel_env(k: int) -> dict[str, str]:
@@ -300,7 +283,7 @@ async def _run(args: argparse.Namespace, env: dict[str, str], engine: Any, pool:
             await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
     await _start_workers("gongkai", args.workers, env, procs)
     rules = build_rules(settings)
-    ids = [(await workflow.submit(engine, rules, EDITOR, _item(n, channels)))[0]
+    ids = [(await workflow.submit(engine, rules, EDITOR, bid_item(n, channels)))[0]
            for n in range(args.items)]  # fmt: skip
     peak, calls = [0.0], list[float]()
     if args.backlog:  # capacity: everything approved and queued first, then the workers start

@@ -24,28 +24,11 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.samples import CENTER, bid_item
 from dispatcher import accounts, ledger
 from dispatcher.db import create_engine, migrate, transaction
 from dispatcher.settings import load_settings
 from dispatcher.web import create_app
-
-CENTER = "12990100MB0000004D"
-
-
-def _item(n: int) -> dict[str, Any]:
-    return {
-        "domain": "bidding",
-        "category": "bid_candidates",
-        "title": f"示范市第{n}号工程中标候选人公示",
-        "summary": "评标委员会推荐的中标候选人及排序",
-        "body_html": "<p>现将中标候选人公示如下。</p>" * 20,
-        "formed_on": "2026-11-20",
-        "implementing_agency": CENTER,
-        "project_code": f"E99010020260{n:05d}",
-        "region": "990101",
-        "fields": {"candidates": [{"rank": r, "name": f"候选单位{r}", "bid_price": "1000000.00"}
-                                  for r in (1, 2, 3)]},
-    }  # fmt: skip
 
 
 async def _timed(
@@ -102,7 +85,7 @@ async def main(items: int, concurrency: int, database_url: str | None) -> None:
     print(f"{items} items, concurrency {concurrency}, database {engine.dialect.name}")
     try:
         async with aiohttp.ClientSession() as session:
-            calls = [(f"{base}/items", _item(n)) for n in range(items)]
+            calls = [(f"{base}/items", bid_item(n)) for n in range(items)]
             created = await _phase("submit", calls, {"Authorization": f"Bearer {editor}"},
                                    session, concurrency)  # fmt: skip
             calls = [(f"{base}/items/{c['id']}/approve", None) for c in created]

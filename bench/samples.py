@@ -1,0 +1,26 @@
+"""The sample item the benchmarks submit: a bidding candidates notice of the trading centre."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CENTER = "12990100MB0000004D"  # 示范市公共资源交易中心, the implementing body
+
+
+def bid_item(n: int, channels: list[str] | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "domain": "bidding",
+        "category": "bid_candidates",
+        "title": f"示范市第{n}号工程中标候选人公示",
+        "summary": "评标委员会推荐的中标候选人及排序",
+        "body_html": "<p>现将中标候选人公示如下。</p>" * 20,
+        "formed_on": "2026-11-20",
+        "implementing_agency": CENTER,
+        "project_code": f"E99010020260{n:05d}",
+        "region": "990101",
+        "fields": {"candidates": [{"rank": r, "name": f"候选单位{r}", "bid_price": "1000000.00"}
+                                  for r in (1, 2, 3)]},
+    }  # fmt: skip
+    if channels is not None:
+        item["channels"] = channels
+    return item
