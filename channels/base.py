@@ -15,7 +15,7 @@ construction (same path, same content) or passes `Publication.key` as the remote
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -114,7 +114,6 @@ class ChannelContext:
     settings: Mapping[str, Any]
     session: Any  # an aiohttp.ClientSession
     data_dir: str
-    on_step: Callable[[str, Mapping[str, Any]], Awaitable[None]] | None = None
 
 
 ChannelFactory = Callable[[ChannelContext], Channel]

@@ -1,6 +1,6 @@
 """Delivery state transitions: claim with a lease, record the outcome, retry by hand.
 
-SQL decides who works on a delivery: `claim` moves a due row to `sending` with a lease, in one
+SQL decides who works on a delivery: `claim_many` moves due rows to `sending` with a lease, in one
 transaction, so two workers (or a worker and a restarted copy of its job) never both hold it while
 the lease runs. A row whose lease ran out (its worker died mid-flight) is claimable again; the
 channel's idempotency makes that second attempt harmless. Every outcome is a ledger event.
@@ -71,15 +71,14 @@ def delivery_key(item_id: int, version: int, channel: str) -> str:
     return f"{item_id}:{version}:{channel}"
 
 
-async def claim(engine: AsyncEngine, delivery_id: int, lease_seconds: int) -> Claim | Later | None:
-    """Lease a due delivery; None when there is nothing to do (finished, taken, skipped)."""
-    return (await claim_many(engine, [delivery_id], lease_seconds))[0]
-
-
 async def claim_many(
     engine: AsyncEngine, ids: Sequence[int], lease_seconds: int
 ) -> list[Claim | Later | None]:
-    """`claim` for many deliveries in one transaction; results in the order of `ids`."""
+    """Lease many due deliveries in one transaction; results in the order of `ids`.
+
+    For each: a Claim, Later (not due yet, or an older version is in flight), or None when
+    there is nothing to do (finished, leased by another worker, or skipped just now).
+    """
     unique = sorted(set(ids))
     decided: dict[int, Claim | Later | None] = {}
     async with transaction(engine) as conn:
@@ -154,7 +153,7 @@ async def _decide(
         action=row.action,
         attempt=row.attempts + 1,
         confirming=row.status == CONFIRMING,
-        publication=_publication(row, item, item),
+        publication=_publication(row, item),
         receipt=receipt,
     )
 
@@ -238,17 +237,18 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
     )
 
 
-def _publication(row: Any, item: Any, version: Any) -> Publication:
+def _publication(row: Any, version: Any) -> Publication:
+    """What the channel receives; `version` also carries its item's columns."""
     return Publication(
         key=delivery_key(row.item_id, row.version, row.channel),
         item_id=row.item_id,
         version=row.version,
         action=row.action,
-        index_no=item.index_no,
-        agency_code=item.agency_code,
-        agency_name=item.agency_name,
-        domain=item.domain,
-        category=item.category,
+        index_no=version.index_no,
+        agency_code=version.agency_code,
+        agency_name=version.agency_name,
+        domain=version.domain,
+        category=version.category,
         title=version.title,
         summary=version.summary,
         body_html=version.body_html,
@@ -355,19 +355,6 @@ def failure_outcome(claim: Claim, error: str, retry_at: datetime | None) -> Outc
     values = {"next_attempt_at": retry_at, "last_error": error[:2000]}
     data = {"error": error[:500], "retry_at": retry_at.isoformat() if retry_at else None}
     return Outcome(claim, status, values, data)
-
-
-async def save_steps(engine: AsyncEngine, delivery_id: int, steps: dict[str, Any]) -> None:
-    """Keep a multi-step channel's remote ids before its next step, so a retry resumes."""
-    async with transaction(engine) as conn:
-        current = (
-            await conn.execute(sa.select(deliveries.c.steps).where(deliveries.c.id == delivery_id))
-        ).scalar_one()
-        await conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == delivery_id)
-            .values(steps={**(current or {}), **steps})
-        )
 
 
 async def retry_by_hand(engine: AsyncEngine, actor: Actor, delivery_id: int) -> tuple[int, str]:
