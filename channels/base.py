@@ -70,6 +70,16 @@ class Publication:
     change_note: str | None
     approved_at: datetime | None
     steps: Mapping[str, Any] = field(default_factory=dict)  # remote ids stored by earlier tries
+    # Chinese labels from the catalogue, so a channel shows names, not keys
+    domain_name: str = ""
+    category_name: str = ""
+    stage: int = 0  # the category's place in its domain's process (project pages sort by it)
+    field_labels: Mapping[str, str] = field(default_factory=dict)  # "candidates.rank" -> "排名"
+
+    @property
+    def label(self) -> str:
+        """主题分类 as shown: "招标投标 / 中标候选人" (keys when no labels were given)."""
+        return f"{self.domain_name or self.domain} / {self.category_name or self.category}"
 
 
 @dataclass(frozen=True)

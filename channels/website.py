@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -153,6 +154,7 @@ class WebsiteChannel:
             "title": pub.title,
             "version": pub.version,
             "site_title": self.site_title,
+            "root": urlsplit(self.base_url).path.rstrip("/"),
         }
         with map_errors(f"website {relative}"):
             await asyncio.to_thread(self._write_page, relative, template, page, pub.version)

@@ -297,6 +297,28 @@ def default_catalogue() -> Catalogue:
 # --- item field validation ---
 
 
+@functools.cache
+def catalogue_labels(domain: str, category: str) -> dict[str, Any]:
+    """The Chinese names a channel shows for an item of `domain`/`category` (packaged catalogue).
+
+    Keys match `Publication`'s label fields; field labels are flattened: `candidates` and
+    `candidates.rank`. Unknown keys give empty labels, so a channel falls back to the keys.
+    """
+    cat = default_catalogue()
+    d = cat.domains.get(domain)
+    c = cat.category(domain, category)
+    labels: dict[str, str] = {}
+    for spec in c.fields if c else ():
+        labels[spec.key] = spec.name
+        labels.update({f"{spec.key}.{col.key}": col.name for col in spec.columns})
+    return {
+        "domain_name": d.name if d else "",
+        "category_name": c.name if c else "",
+        "stage": c.stage if c else 0,
+        "field_labels": MappingProxyType(labels),
+    }
+
+
 def validate_fields(category: Category, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Check an item's `fields` against its category; one (path, message) per problem, [] if valid.
 

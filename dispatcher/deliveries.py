@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from channels.base import Publication, Receipt
 from dispatcher import ledger
 from dispatcher.accounts import Actor
+from dispatcher.catalogue import catalogue_labels
 from dispatcher.db import transaction
 from dispatcher.errors import Conflict, NotFound
 from dispatcher.models import (
@@ -265,6 +266,7 @@ def _publication(row: Any, version: Any) -> Publication:
         change_note=version.change_note,
         approved_at=version.approved_at,
         steps=row.steps or {},
+        **catalogue_labels(version.domain, version.category),
     )
 
 
