@@ -1,189 +1,168 @@
-"""The website channel: static HTML pages under `<data_dir>/site/`, the first platform (第一平台).
+"""The website channel: the disclosure column as static HTML under `<data_dir>/site/` (第一平台).
 
-Target: the local file system. The aiohttp app (or any static server) serves `<data_dir>/site/`
-at `settings["base_url"]`; an item's page is `items/{item_id}.html`. The item id is an int, so no
-user text ever becomes part of a path.
+Target: the local file system. The aiohttp app (or any static server, see `channels/paths.py`)
+serves `<data_dir>/site/` at `settings["base_url"]`. Publishing an item writes its page
+(`items/{id}.html`) and the pages it appears on: the home page (the column: latest items, the six
+domains, how to subscribe), the newest page of its domain, agency and region lists, those lists'
+front pages, and its project page (`/projects/{code}/`: the project's lifecycle in process
+order). Lists are numbered from the oldest, so older pages never change and publishing one more
+item costs the same whatever the size of the archive (`channels/site_model.py`).
 
 Limits and quirks:
 
-- A page is live once it is renamed into place: it is written to a temp file in the same
-  directory, fsynced, renamed over the old page (`os.replace`, atomic on POSIX) and the directory
-  is fsynced. `confirmed_at` is taken after that, so it is the time the page went live.
-- Rendering is deterministic: publishing a version twice writes the same bytes (idempotent by
-  construction). Each page carries its version in `<meta name="gongkai-version">`; under a lock on
-  `items/.lock`, a page is never replaced by an older version (a worker that outlived its lease
-  cannot put back a page that a revision or a withdrawal replaced).
-- Withdrawal replaces the page, at the same path, with a notice saying when and why.
-- Templates are Jinja2 with autoescape on; `body_html` was sanitized at intake and is the only
-  value inserted unescaped. They are found next to this package (`templates/site/`, shipped at the
-  top level of the wheel) unless `settings["templates_dir"]` names the directory holding them.
+- A page is live once it is renamed into place: written to a temp file in the same directory,
+  fsynced, renamed over the old page and the directory fsynced. `confirmed_at` is taken after the
+  item page and every list page are in place, so it is the time the item went live.
+- All writes of one publication happen under one `flock` (`<data_dir>/state/website/.lock`), so
+  worker processes never interleave their updates of a list page. The state (which page holds
+  which item, the 变更记录) lives in `<data_dir>/state/website/`, outside the public site.
+- An older version never replaces a newer one; a withdrawal replaces the item page, at the same
+  path, with a notice saying when and why, and marks the item 【已撤回】 in its lists.
+- No user text becomes part of a file path: item ids are ints, codes become digests
+  (`channels/paths.py`). Templates are Jinja2 with autoescape on; `body_html` was sanitized at
+  intake and is the only value inserted unescaped. They are found next to this package
+  (`templates/site/`, shipped at the top level of the wheel) unless `settings["templates_dir"]`
+  names another directory.
+- `rebuild(publications)` regenerates the whole site from a replay of the delivered versions
+  (`gongkai site rebuild`): state in memory, each page written once, one sync at the end.
 - OS errors are mapped by `map_errors`: a full disk, I/O errors and other transient conditions
   are retryable; no permission, a read-only file system or a path that is not a directory are
-  permanent; an errno not listed is retryable (the dispatcher's retry limit bounds it). The feeds
-  channel shares these file helpers (`map_errors`, `locked`, `write_atomic`).
+  permanent; an errno not listed is retryable (the dispatcher's retry limit bounds it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import jinja2
 
-from channels.base import ChannelContext, Publication, Receipt
-from channels.files import DEFAULT_TITLE, item_path, locked, map_errors, site_base_url, write_atomic
+from channels import paths
+from channels.base import ChannelContext, PermanentError, Publication, Receipt
+from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
+from channels.site_model import PAGE_SIZE, SiteModel, StateStore
+from channels.site_pages import SHANGHAI, Renderer, release_date
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
-VALIDITY = {"valid": "有效", "repealed": "废止", "expired": "失效"}
-
-_VERSION_MARK = re.compile(rb'<meta name="gongkai-version" content="(\d+)"')
-
-
-@dataclass(frozen=True)
-class FieldTable:
-    """A rendered part of `fields`: scalars as key/value rows, or one list of rows as columns."""
-
-    caption: str | None
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-def field_tables(fields: Mapping[str, Any]) -> list[FieldTable]:
-    """Tables for the structured fields: one key/value table, then one per list of row dicts."""
-    scalars: list[tuple[str, ...]] = []
-    tables: list[FieldTable] = []
-    for key, value in fields.items():
-        if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
-            columns = tuple(dict.fromkeys(k for row in value for k in row))
-            rows = tuple(tuple(cell_text(row.get(c)) for c in columns) for row in value)
-            tables.append(FieldTable(key, columns, rows))
-        else:
-            scalars.append((key, cell_text(value)))
-    if scalars:
-        tables.insert(0, FieldTable(None, ("项目", "内容"), tuple(scalars)))
-    return tables
-
-
-def cell_text(value: Any) -> str:
-    """A field value as display text; nested structures fall back to compact JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, str | int | float):
-        return str(value)
-    if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
-        return "；".join(cell_text(v) for v in value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def release_date(pub: Publication) -> date | None:
-    """The 发布日期: the approval date of this version, in Asia/Shanghai."""
-    if pub.approved_at is None:
-        return None
-    at = pub.approved_at if pub.approved_at.tzinfo else pub.approved_at.replace(tzinfo=UTC)
-    return at.astimezone(SHANGHAI).date()
-
-
-def _catalogue_rows(pub: Publication) -> list[tuple[str, str]]:
-    released = release_date(pub)
-    return [
-        ("索引号", pub.index_no or ""),
-        ("主题分类", f"{pub.domain} / {pub.category}"),
-        ("发布机构", pub.agency_name),
-        ("成文日期", pub.formed_on.isoformat()),
-        ("发布日期", released.isoformat() if released else ""),
-        ("文号", pub.document_number or ""),
-        ("主题词", "；".join(pub.keywords)),
-        ("有效性", VALIDITY.get(pub.validity, pub.validity)),
-    ]
+TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html")
+STYLESHEET = "static/site.css"
 
 
 class WebsiteChannel:
-    """Writes each item's page, and its withdrawal notice, under the site directory."""
+    """Writes each item's page and the list, project and home pages it appears on."""
 
     name = "website"
 
     def __init__(
-        self, site_dir: Path, base_url: str, env: jinja2.Environment, site_title: str
+        self,
+        data_dir: Path,
+        base_url: str,
+        templates_dir: Path,
+        site_title: str,
+        domains: Sequence[Mapping[str, Any]] = (),
+        page_size: int = PAGE_SIZE,
     ) -> None:
-        self.site_dir = site_dir
+        self.site_dir = data_dir / "site"
+        self.state_dir = data_dir / "state" / "website"
         self.base_url = base_url
-        self.env = env
+        self.templates_dir = templates_dir
+        self.env = make_environment(templates_dir)
         self.site_title = site_title
+        self.domains = domains
+        self.page_size = page_size
 
     async def publish(self, pub: Publication) -> Receipt:
-        if pub.action == "withdraw":  # a withdrawal of something never published here
-            return await self.withdraw(pub, Receipt())
-        context = {
-            "meta": _catalogue_rows(pub),
-            "summary": pub.summary,
-            "body_html": pub.body_html,
-            "tables": field_tables(pub.fields),
-            "withheld": [
-                (w.get("basis_name") or w.get("basis", ""), w.get("field", ""))
-                for w in pub.withheld
-            ],
-            "change_note": pub.change_note,
-        }
-        return await self._write(pub, "item.html", context)
+        return await self._deliver(pub, withdrawn=pub.action == "withdraw")
 
     async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt:
-        on = pub.changed_on or release_date(pub) or datetime.now(SHANGHAI).date()
-        context = {
-            "index_no": pub.index_no or "",
-            "agency_name": pub.agency_name,
-            "reason": pub.change_note or "",
-            "withdrawn_on": on.isoformat(),
-        }
-        return await self._write(pub, "withdrawn.html", context)
+        return await self._deliver(pub, withdrawn=True)
 
-    async def _write(self, pub: Publication, template: str, context: dict[str, Any]) -> Receipt:
-        relative = item_path(pub.item_id)
-        page = {
-            **context,
-            "title": pub.title,
-            "version": pub.version,
-            "site_title": self.site_title,
-            "root": urlsplit(self.base_url).path.rstrip("/"),
-        }
+    async def _deliver(self, pub: Publication, *, withdrawn: bool) -> Receipt:
+        try:
+            relative = paths.item_file(pub.item_id)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
         with map_errors(f"website {relative}"):
-            await asyncio.to_thread(self._write_page, relative, template, page, pub.version)
+            await asyncio.to_thread(self._apply, [pub], withdrawn, True)
         return Receipt(
             external_id=relative,
             url=f"{self.base_url}/{relative}",
-            confirmed_at=datetime.now(UTC),  # after the rename: the page is live
+            confirmed_at=datetime.now(UTC),  # after every rename: the item is live
         )
 
-    def _write_page(self, relative: str, template: str, page: dict[str, Any], version: int) -> None:
-        data = self.env.get_template(template).render(page).encode("utf-8")
-        path = self.site_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with locked(path.parent / ".lock"):
-            current = page_version(path)
-            if current is not None and current > version:
-                return  # a newer version (or its withdrawal) is live; leave it
-            write_atomic(path, data)
+    def _apply(self, pubs: Iterable[Publication], withdrawn: bool | None, durable: bool) -> None:
+        """Apply publications under the site lock; `withdrawn=None`: as each one's action says."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.state_dir / ".lock"):
+            store = StateStore(self.state_dir, durable=durable)
+            model = SiteModel(store, self.site_title, self.page_size)
+            renderer = self._renderer(durable)
+            for pub in pubs:
+                gone = pub.action == "withdraw" if withdrawn is None else withdrawn
+                released = release_date(pub) or datetime.now(SHANGHAI).date()
+                item = model.apply(pub, released.isoformat(), gone)
+                if item is not None:
+                    renderer.item_page(pub, item)
+            renderer.render(model, model.dirty)
+            self._write_stylesheet(durable)
+            store.flush()  # after the pages: a crash re-runs the delivery, which redoes them
 
+    def rebuild(self, publications: Iterable[Publication]) -> int:
+        """Regenerate the site from `publications` (every delivered version, oldest first).
 
-def page_version(path: Path) -> int | None:
-    """The version recorded in an existing page's head, or None if there is no page."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(4096)
-    except FileNotFoundError:
-        return None
-    match = _VERSION_MARK.search(head)
-    return int(match[1]) if match else None
+        Replaces the website's state and pages; leaves the feeds (`site/feeds/`) alone. Returns
+        the number of publications applied.
+        """
+        count = 0
+
+        def counted() -> Iterable[Publication]:
+            nonlocal count
+            for pub in publications:
+                count += 1
+                yield pub
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.state_dir / ".lock"):
+            for child in self.state_dir.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            for child in self.site_dir.iterdir() if self.site_dir.exists() else ():
+                if child.name != "feeds":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            store = StateStore(self.state_dir, durable=False)
+            model = SiteModel(store, self.site_title, self.page_size)
+            renderer = self._renderer(durable=False)
+            for pub in counted():
+                released = release_date(pub) or datetime.now(SHANGHAI).date()
+                item = model.apply(pub, released.isoformat(), pub.action == "withdraw")
+                if item is not None:
+                    renderer.item_page(pub, item)
+            model.dirty.add(("index", "all", ""))
+            renderer.render(model, model.dirty)
+            self._write_stylesheet(durable=False)
+            store.flush()
+            os.sync()
+        return count
+
+    def _renderer(self, durable: bool) -> Renderer:
+        return Renderer(
+            self.site_dir, self.base_url, self.env, self.site_title, self.domains, durable
+        )
+
+    def _write_stylesheet(self, durable: bool) -> None:
+        source = (self.templates_dir / STYLESHEET).read_bytes()
+        target = self.site_dir / STYLESHEET
+        try:
+            if target.read_bytes() == source:
+                return
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, source, durable=durable)
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:
@@ -199,14 +178,18 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
 
 
 def website_factory(ctx: ChannelContext) -> WebsiteChannel:
-    """The website channel for `ctx`: `settings["base_url"]` required, `title`, `templates_dir`."""
+    """The website channel for `ctx`: `settings["base_url"]` required; `title`,
+    `templates_dir`, `domains` (the catalogue's domains with their categories), `page_size`
+    optional."""
     templates_dir = Path(ctx.settings.get("templates_dir") or TEMPLATES_DIR)
-    for name in ("item.html", "withdrawn.html"):
+    for name in (*TEMPLATES, STYLESHEET):
         if not (templates_dir / name).is_file():
             raise ValueError(f"website templates not found: {templates_dir / name}")
     return WebsiteChannel(
-        site_dir=Path(ctx.data_dir) / "site",
+        data_dir=Path(ctx.data_dir),
         base_url=site_base_url(ctx.settings),
-        env=make_environment(templates_dir),
+        templates_dir=templates_dir,
         site_title=str(ctx.settings.get("title") or DEFAULT_TITLE),
+        domains=tuple(ctx.settings.get("domains") or ()),
+        page_size=int(ctx.settings.get("page_size") or PAGE_SIZE),
     )

@@ -319,6 +319,21 @@ def catalogue_labels(domain: str, category: str) -> dict[str, Any]:
     }
 
 
+def domain_outline() -> list[dict[str, Any]]:
+    """The six domains with their categories in process order: what the website's home and
+    project pages show (handed to the channel in its settings)."""
+    return [
+        {
+            "key": d.key,
+            "name": d.name,
+            "categories": [
+                {"key": c.key, "name": c.name, "stage": c.stage} for c in d.categories.values()
+            ],
+        }
+        for d in default_catalogue().domains.values()
+    ]
+
+
 def validate_fields(category: Category, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Check an item's `fields` against its category; one (path, message) per problem, [] if valid.
 

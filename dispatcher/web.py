@@ -127,7 +127,7 @@ def create_app(
     With `redis_url`, approvals, withdrawals and retries enqueue their deliveries at once;
     without, they wait for the sweeper.
     """
-    from dispatcher import api, api_deliveries, probes  # routes import this module's helpers
+    from dispatcher import api, api_deliveries, probes, public  # routes import this module
     from dispatcher import queue as queues
 
     app = web.Application(
@@ -149,4 +149,5 @@ def create_app(
     api.add_routes(app)
     api_deliveries.add_routes(app)
     probes.add_routes(app)
+    public.add_routes(app)
     return app

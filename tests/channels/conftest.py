@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from channels.base import ChannelContext, Publication
+from dispatcher.catalogue import catalogue_labels
 
 BASE_URL = "https://gk.example.gov.cn"
 
@@ -57,6 +58,8 @@ def _publication(**overrides: Any) -> Publication:
         "approved_at": datetime(2026, 11, 23, 17, 30, tzinfo=UTC),  # 2026-11-24 in Shanghai
     }  # fmt: skip
     values.update(overrides)
+    if "domain_name" not in overrides:
+        values.update(catalogue_labels(values["domain"], values["category"]))
     return Publication(**values)
 
 

@@ -1,15 +1,19 @@
-"""The website channel writes item pages atomically; a withdrawal replaces one with a notice."""
+"""The website channel: item pages, lists numbered from the oldest, project pages, the home page,
+withdrawals, escaping, incremental writes and a rebuild that gives the same bytes."""
 
 from __future__ import annotations
 
 import errno
+import os
 import re
+import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from channels import paths
 from channels.base import (
     Channel,
     ChannelContext,
@@ -19,25 +23,59 @@ from channels.base import (
     RetryableError,
 )
 from channels.files import map_errors
-from channels.website import field_tables, website_factory
+from channels.site_fields import field_tables
+from channels.website import TEMPLATES_DIR, website_factory
+from dispatcher.catalogue import domain_outline
 
 BASE_URL = "https://gk.example.gov.cn"
 Ctx = Callable[..., ChannelContext]
 MakePub = Callable[..., Publication]
+T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
 
-def _page(ctx: ChannelContext, item_id: int = 7) -> str:
-    return (Path(ctx.data_dir) / "site" / "items" / f"{item_id}.html").read_text("utf-8")
+@pytest.fixture
+def site(context: Ctx) -> Callable[..., ChannelContext]:
+    """A website context with the catalogue's domains (as the worker passes them)."""
+
+    def make(**settings: object) -> ChannelContext:
+        return context(domains=domain_outline(), **settings)
+
+    return make
+
+
+def _site(ctx: ChannelContext) -> Path:
+    return Path(ctx.data_dir) / "site"
+
+
+def _read(ctx: ChannelContext, relative: str) -> str:
+    return (_site(ctx) / relative).read_text("utf-8")
 
 
 def _cells(page: str) -> dict[str, str]:
     return dict(re.findall(r'<tr><th scope="row">(.*?)</th><td>(.*?)</td></tr>', page))
 
 
-async def test_publish_writes_the_item_page_with_its_catalogue_metadata(
-    context: Ctx, make_pub: MakePub
+def _titles(page: str) -> list[str]:
+    return re.findall(r'<a href="/items/\d+\.html">(.*?)</a>', page)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _numbered(make_pub: MakePub, n: int, **overrides: object) -> Publication:
+    values: dict[str, object] = {
+        "item_id": n, "title": f"第{n}号公告", "index_no": f"IDX-{n}",
+        "approved_at": T0 + timedelta(minutes=n),
+    }  # fmt: skip
+    values.update(overrides)
+    return make_pub(**values)
+
+
+async def test_the_item_page_shows_the_catalogue_metadata_in_chinese(
+    site: Ctx, make_pub: MakePub
 ) -> None:
-    ctx = context()
+    ctx = site()
     channel = website_factory(ctx)
     assert isinstance(channel, Channel)
     before = datetime.now(UTC)
@@ -47,13 +85,12 @@ async def test_publish_writes_the_item_page_with_its_catalogue_metadata(
     assert receipt.external_id == "items/7.html"
     assert receipt.url == f"{BASE_URL}/items/7.html"
     assert receipt.confirmed_at is not None and receipt.confirmed_at >= before
-    assert not receipt.pending
-    page = _page(ctx)
+    page = _read(ctx, "items/7.html")
     assert page.startswith('<!doctype html>\n<html lang="zh-CN">')
     assert "<h1>某某市中心医院门诊楼改造工程中标候选人公示</h1>" in page
     assert _cells(page) == {
         "索引号": "12990100MB0000004D/2026-00007",
-        "主题分类": "bidding / bid_candidates",
+        "主题分类": "工程建设项目招标投标 / 中标候选人",
         "发布机构": "示范市公共资源交易中心",
         "成文日期": "2026-11-20",
         "发布日期": "2026-11-24",
@@ -63,141 +100,325 @@ async def test_publish_writes_the_item_page_with_its_catalogue_metadata(
     }
     assert "<p>评标委员会推荐的中标候选人及排序</p>" in page
     assert "<p>公示期三日。</p>" in page  # sanitized at intake: inserted as HTML
-    assert "依法不予公开（个人隐私）: fields.candidates[0].project_lead_phone" in page
-    assert "变更说明" not in page
+    assert '<link rel="stylesheet" href="/static/site.css">' in page
+    assert (_site(ctx) / "static" / "site.css").read_bytes() == (
+        TEMPLATES_DIR / "static" / "site.css"
+    ).read_bytes()
 
 
-async def test_fields_render_as_tables(context: Ctx, make_pub: MakePub) -> None:
-    ctx = context()
+async def test_fields_are_tables_with_labels_and_withheld_cells_say_why(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site()
     await website_factory(ctx).publish(make_pub())
 
-    page = _page(ctx)
-    header = re.search(r"<caption>candidates</caption>\s*<thead>\s*<tr>(.*?)</tr>", page)
+    page = _read(ctx, "items/7.html")
+    header = re.search(r"<caption>中标候选人</caption>\s*<thead>\s*<tr>(.*?)</tr>", page)
     assert header is not None
     assert re.findall(r"<th scope=\"col\">(.*?)</th>", header[1]) == [
-        "rank", "name", "bid_price", "project_lead", "project_lead_phone",
+        "排序", "名称", "投标报价（元）", "项目负责人", "项目负责人联系电话",
     ]  # fmt: skip
     assert (
-        "<tr><td>1</td><td>某某建设集团有限公司</td><td>12345678.00</td><td>张某</td><td></td></tr>"
-        in page
+        "<tr><td>1</td><td>某某建设集团有限公司</td><td>12345678.00</td><td>张某</td>"
+        '<td class="withheld">依法不予公开（个人隐私）</td></tr>' in page
     )
-    assert "<tr><td>duration_days</td><td>180</td></tr>" in page
+    assert "<td>13900000000</td>" in page  # row 2's phone was not withheld
+    assert "<li>中标候选人 第1行 项目负责人联系电话：依法不予公开（个人隐私）</li>" in page
+    assert "<tr><td>duration_days</td><td>180</td></tr>" in page  # no label: the key
 
 
 def test_field_tables_put_scalars_first_and_fall_back_to_json_for_nesting() -> None:
     tables = field_tables(
-        {"rows": [{"a": 1}, {"b": None}], "flag": True, "tags": ["x", "y"], "nested": {"k": [1]}}
+        {"rows": [{"a": 1}, {"b": None}], "flag": True, "tags": ["x", "y"], "nested": {"k": [1]}},
+        {"rows": "行", "rows.b": "乙"},
+        ({"field": "fields.gone", "basis_name": "商业秘密"},),
     )
 
     assert tables[0].caption is None
-    assert tables[0].rows == (("flag", "是"), ("tags", "x；y"), ("nested", '{"k": [1]}'))
-    assert tables[1].caption == "rows"
-    assert tables[1].columns == ("a", "b")
-    assert tables[1].rows == (("1", ""), ("", ""))
+    assert [tuple(c.text for c in row) for row in tables[0].rows] == [
+        ("flag", "是"), ("tags", "x；y"), ("nested", '{"k": [1]}'),
+        ("gone", "依法不予公开（商业秘密）"),
+    ]  # fmt: skip
+    assert (tables[1].caption, tables[1].columns) == ("行", ("乙", "a"))
+    assert [tuple(c.text for c in row) for row in tables[1].rows] == [("", "1"), ("", "")]
 
 
 @pytest.mark.parametrize(("validity", "shown"), [("repealed", "废止"), ("expired", "失效")])
 async def test_validity_is_shown_in_chinese(
-    context: Ctx, make_pub: MakePub, validity: str, shown: str
+    site: Ctx, make_pub: MakePub, validity: str, shown: str
 ) -> None:
-    ctx = context()
+    ctx = site()
     await website_factory(ctx).publish(make_pub(validity=validity))
 
-    assert _cells(_page(ctx))["有效性"] == shown
+    assert _cells(_read(ctx, "items/7.html"))["有效性"] == shown
 
 
-async def test_user_text_is_escaped(context: Ctx, make_pub: MakePub) -> None:
-    ctx = context()
+async def test_user_text_is_escaped_on_every_page(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
     pub = make_pub(
         title="<script>alert(1)</script>",
         summary="a & b <i>",
         fields={"note": "<img src=x onerror=alert(1)>"},
+        agency_name="<b>机构</b>",
+        project_code="P<1>&",
         change_note="<b>更正</b>",
+        version=2,
     )
     await website_factory(ctx).publish(pub)
 
-    page = _page(ctx)
-    assert "<script>" not in page
-    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>" in page
-    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; - " in page
-    assert "a &amp; b &lt;i&gt;" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert "&lt;b&gt;更正&lt;/b&gt;" in page
+    pages = {k: v.decode() for k, v in _snapshot(_site(ctx)).items() if k.endswith(".html")}
+    assert len(pages) == 10  # item, home, all/page-1, 3 lists × (index, page 1), project
+    for name, page in pages.items():
+        assert "<script>" not in page and "<b>" not in page, name
+    item = pages["items/7.html"]
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>" in item
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; - " in item
+    assert "a &amp; b &lt;i&gt;" in item
+    assert "&lt;img src=x onerror=alert(1)&gt;" in item
+    assert "&lt;b&gt;更正&lt;/b&gt;" in item
+    assert 'href="/projects/P%3C1%3E%26/"' in item
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["index.html"]
 
 
-async def test_change_note_is_shown(context: Ctx, make_pub: MakePub) -> None:
-    ctx = context()
-    await website_factory(ctx).publish(make_pub(version=2, change_note="更正第二名投标报价"))
+@pytest.mark.parametrize("code", ["../../escape", "a/b", "..", "项目/一", "x\x00y", "%2e%2e"])
+async def test_no_code_becomes_part_of_a_path(site: Ctx, make_pub: MakePub, code: str) -> None:
+    ctx = site()
+    await website_factory(ctx).publish(make_pub(agency_code=code, project_code=code, region=code))
 
-    assert "<h2>变更说明</h2>\n<p>更正第二名投标报价</p>" in _page(ctx)
+    written = sorted(_snapshot(Path(ctx.data_dir)))
+    assert all(p.startswith(("site/", "state/website/")) for p in written)
+    stem = paths.stem("agencies", code)
+    assert re.fullmatch(r"k[0-9a-f]{20}", stem)
+    assert f"site/agencies/{stem}/index.html" in written
+    assert f"site/projects/{paths.stem('projects', code)}/index.html" in written
+    assert not any(code in p for p in written if code not in ("..",))
 
 
-async def test_publishing_twice_writes_identical_bytes_and_leaves_no_temp_files(
-    context: Ctx, make_pub: MakePub
-) -> None:
-    ctx = context()
+async def test_home_page_is_the_disclosure_column(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
     channel = website_factory(ctx)
-    first = await channel.publish(make_pub())
-    content = _page(ctx)
+    for n in range(1, 4):
+        await channel.publish(_numbered(make_pub, n))
+    await channel.publish(_numbered(make_pub, 4, domain="procurement", category="budget"))
 
-    second = await channel.publish(make_pub())
+    home = _read(ctx, "index.html")
+    assert _titles(home) == ["第4号公告", "第3号公告", "第2号公告", "第1号公告"]  # newest first
+    domains = re.findall(
+        r'<li><a href="(/domains/\w+/)">(.*?)</a> <span class="count">（(\d+) 条）', home
+    )
+    assert [name for _, name, _ in domains] == [d["name"] for d in domain_outline()]
+    counts = {href: int(n) for href, _, n in domains}
+    assert counts["/domains/bidding/"] == 3 and counts["/domains/procurement/"] == 1
+    assert counts["/domains/housing/"] == 0
+    assert 'href="/feeds/all.atom"' in home and 'href="/feeds/domains/bidding.rss"' in home
+    assert '<form class="search" action="/search" method="get" role="search">' in home
+    assert (
+        '<link rel="alternate" type="application/atom+xml" title="全部信息（ATOM）" '
+        'href="/feeds/all.atom">' in home
+    )
 
-    assert _page(ctx) == content
-    assert (first.external_id, first.url) == (second.external_id, second.url)
-    items = Path(ctx.data_dir) / "site" / "items"
-    assert sorted(p.name for p in items.iterdir()) == [".lock", "7.html"]
-    assert (items / "7.html").stat().st_mode & 0o777 == 0o644
+
+async def test_every_page_links_its_feeds_for_autodiscovery(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
+    await website_factory(ctx).publish(make_pub())
+
+    for name, data in _snapshot(_site(ctx)).items():
+        if name.endswith(".html"):
+            assert b'<link rel="alternate" type="application/atom+xml"' in data, name
+    item = _read(ctx, "items/7.html")
+    agency = paths.feed_url("agencies", "12990100MB0000004D", "atom")
+    assert f'href="{agency}"' in item
+    assert 'href="/feeds/regions/500103.atom"' in item
 
 
-async def test_withdraw_replaces_the_page_with_a_notice(context: Ctx, make_pub: MakePub) -> None:
-    ctx = context()
+async def test_lists_are_numbered_from_the_oldest_and_old_pages_never_change(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site(page_size=3)
+    channel = website_factory(ctx)
+    for n in range(1, 8):
+        await channel.publish(_numbered(make_pub, n))
+    domain = _site(ctx) / "domains" / "bidding"
+    assert _titles((domain / "page-1.html").read_text()) == ["第3号公告", "第2号公告", "第1号公告"]
+    assert _titles((domain / "page-3.html").read_text()) == ["第7号公告"]
+    assert 'rel="next" href="/domains/bidding/page-3.html"' in (domain / "page-2.html").read_text()
+    index = (domain / "index.html").read_text()
+    assert _titles(index)[:4] == ["第7号公告", "第6号公告", "第5号公告", "第4号公告"]
+    assert 'href="/domains/bidding/page-2.html"' in index  # the way to older items
+    before = _snapshot(_site(ctx))
+
+    await channel.publish(_numbered(make_pub, 8))
+
+    after = _snapshot(_site(ctx))
+    changed = {k for k in after if before.get(k) != after[k]}
+    lists = ["all/page-3.html", "domains/bidding/page-3.html", "domains/bidding/index.html"]
+    for kind, code in (("agencies", "12990100MB0000004D"), ("regions", "500103")):
+        lists += [
+            f"{paths.list_dir(kind, code)}/page-3.html",
+            f"{paths.list_dir(kind, code)}/index.html",
+        ]
+    project = f"{paths.list_dir('projects', 'E5000000001234567')}/index.html"
+    assert changed == {"items/8.html", "index.html", project, *lists}
+
+
+async def test_a_revision_updates_its_entry_where_it_is_and_keeps_the_history(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site(page_size=3)
+    channel = website_factory(ctx)
+    for n in range(1, 5):
+        await channel.publish(_numbered(make_pub, n))
+    before = _snapshot(_site(ctx))
+
+    revised = _numbered(
+        make_pub, 2, version=2, title="第2号公告（更正）", change_note="更正第二名投标报价",
+        approved_at=T0 + timedelta(days=3),
+    )  # fmt: skip
+    await channel.publish(revised)
+
+    after = _snapshot(_site(ctx))
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert "domains/bidding/page-1.html" in changed and "domains/bidding/page-2.html" not in changed
+    assert _titles(_read(ctx, "domains/bidding/page-1.html")) == [
+        "第3号公告", "第2号公告（更正）", "第1号公告",
+    ]  # fmt: skip
+    page = _read(ctx, "items/2.html")
+    history = re.findall(
+        r"<tr><td>(\d+)</td><td><time[^>]*>(.*?)</time></td><td>(.*?)</td></tr>", page
+    )
+    assert history == [("1", "2026-11-23", "首次发布"), ("2", "2026-11-26", "更正第二名投标报价")]
+    assert _cells(page)["发布日期"] == "2026-11-23"  # the first publication's date
+
+
+async def test_withdraw_replaces_the_page_with_a_notice_and_marks_the_lists(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site()
     channel = website_factory(ctx)
     published = await channel.publish(make_pub())
     withdrawal = make_pub(
-        version=2,
-        action="withdraw",
-        change_note="项目取消",
-        changed_on=datetime(2026, 12, 1).date(),
+        version=2, action="withdraw", change_note="项目取消", changed_on=date(2026, 12, 1)
     )
 
     receipt = await channel.withdraw(withdrawal, published)
 
     assert (receipt.external_id, receipt.url) == (published.external_id, published.url)
-    assert receipt.confirmed_at is not None
-    page = _page(ctx)
-    assert "本信息已撤回" in page
+    page = _read(ctx, "items/7.html")
+    assert "<strong>本信息已撤回。</strong>" in page
     assert "<dt>撤回原因</dt><dd>项目取消</dd>" in page
     assert '<time datetime="2026-12-01">2026-12-01</time>' in page
-    assert "某某建设集团有限公司" not in page
-    assert "<p>公示期三日。</p>" not in page
+    assert "某某建设集团有限公司" not in page and "<p>公示期三日。</p>" not in page
+    assert "<td>撤回：项目取消</td>" in page
+    assert _titles(_read(ctx, "index.html")) == [
+        "【已撤回】某某市中心医院门诊楼改造工程中标候选人公示"
+    ]
+    project = _read(ctx, f"{paths.list_dir('projects', 'E5000000001234567')}/index.html")
+    assert "【已撤回】" in project
 
 
-async def test_publish_of_a_withdrawal_writes_the_notice(context: Ctx, make_pub: MakePub) -> None:
+async def test_publish_of_a_withdrawal_writes_the_notice(site: Ctx, make_pub: MakePub) -> None:
     """The dispatcher calls publish() for a withdrawal when nothing was published before."""
-    ctx = context()
+    ctx = site()
 
     await website_factory(ctx).publish(make_pub(action="withdraw", change_note="撤回"))
 
-    assert "本信息已撤回" in _page(ctx)
+    assert "本信息已撤回" in _read(ctx, "items/7.html")
 
 
-async def test_an_older_version_does_not_replace_a_newer_page(
-    context: Ctx, make_pub: MakePub
-) -> None:
-    ctx = context()
+async def test_an_older_version_does_not_replace_a_newer_one(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
     channel = website_factory(ctx)
     await channel.withdraw(make_pub(version=3, action="withdraw", change_note="撤回"), Receipt())
+    before = _snapshot(_site(ctx))
 
-    receipt = await channel.publish(make_pub(version=2))
+    receipt = await channel.publish(make_pub(version=2, title="旧版本"))
 
     assert receipt.confirmed_at is not None
-    assert "本信息已撤回" in _page(ctx)
+    assert _snapshot(_site(ctx)) == before
+
+
+async def test_the_project_page_shows_the_lifecycle_in_process_order(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site()
+    channel = website_factory(ctx)
+    stages = [
+        (3, "bid_result", "中标结果公告"),
+        (1, "bid_notice", "招标公告"),
+        (2, "bid_candidates", "中标候选人公示"),
+    ]
+    for item_id, category, title in stages:
+        await channel.publish(make_pub(item_id=item_id, category=category, title=title, fields={}))
+
+    page = _read(ctx, f"{paths.list_dir('projects', 'E5000000001234567')}/index.html")
+    steps = re.findall(r"<h2>(.*?)</h2>", page)
+    assert steps[:5] == ["审批核准备案信息", "招标公告", "中标候选人", "中标结果", "合同订立及履行"]
+    assert _titles(page) == ["招标公告", "中标候选人公示", "中标结果公告"]
+    assert '<h1>项目 <span class="code">E5000000001234567</span></h1>' in page
+
+
+async def test_publishing_twice_writes_identical_bytes_and_no_state_is_public(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site()
+    channel = website_factory(ctx)
+    await channel.publish(make_pub())
+    before = _snapshot(_site(ctx))
+
+    await channel.publish(make_pub())
+
+    assert _snapshot(_site(ctx)) == before
+    names = list(before)
+    assert not any(n.endswith((".json", ".lock", ".tmp")) or "/." in n for n in names), names
+    assert (_site(ctx) / "items" / "7.html").stat().st_mode & 0o777 == 0o644
+
+
+async def test_rebuild_gives_the_same_site_as_publishing_one_by_one(
+    site: Ctx, make_pub: MakePub, tmp_path: Path
+) -> None:
+    pubs = [_numbered(make_pub, n, project_code=f"P{n % 3}") for n in range(1, 12)]
+    pubs.append(_numbered(make_pub, 4, version=2, title="改", change_note="更正"))
+    pubs.append(_numbered(make_pub, 5, version=2, action="withdraw", change_note="撤回"))
+    one_by_one = site(page_size=4)
+    channel = website_factory(one_by_one)
+    for pub in pubs:
+        await (
+            channel.withdraw(pub, Receipt()) if pub.action == "withdraw" else channel.publish(pub)
+        )
+    rebuilt = site(page_size=4, data_dir=tmp_path / "other")
+    stale = _site(rebuilt) / "items" / "999.html"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("stale")
+    (_site(rebuilt) / "feeds").mkdir()
+    (_site(rebuilt) / "feeds" / "all.atom").write_text("kept")
+
+    assert website_factory(rebuilt).rebuild(iter(pubs)) == len(pubs)
+
+    expected = _snapshot(_site(one_by_one))
+    assert _snapshot(_site(rebuilt)) == {**expected, "feeds/all.atom": b"kept"}
+
+
+async def test_a_crash_between_pages_and_state_is_repaired_by_the_retry(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    """Pages are written before the state: a retry of the same delivery rewrites them all."""
+    ctx = site()
+    channel = website_factory(ctx)
+    await channel.publish(_numbered(make_pub, 1))
+    state = Path(ctx.data_dir) / "state" / "website"
+    shutil.rmtree(state / "lists")  # as if the state of the second publish were never written
+    os.unlink(state / "items" / "1.json")
+
+    await channel.publish(_numbered(make_pub, 1))
+
+    assert _titles(_read(ctx, "index.html")) == ["第1号公告"]
+    assert _titles(_read(ctx, "domains/bidding/page-1.html")) == ["第1号公告"]
 
 
 @pytest.mark.parametrize("bad_id", [0, -1, True])
-async def test_item_ids_must_be_positive_ints(context: Ctx, make_pub: MakePub, bad_id: int) -> None:
+async def test_item_ids_must_be_positive_ints(site: Ctx, make_pub: MakePub, bad_id: int) -> None:
     with pytest.raises(PermanentError):
-        await website_factory(context()).publish(make_pub(item_id=bad_id))
+        await website_factory(site()).publish(make_pub(item_id=bad_id))
 
 
 async def test_a_data_dir_under_a_regular_file_is_permanent(
@@ -209,6 +430,16 @@ async def test_a_data_dir_under_a_regular_file_is_permanent(
 
     with pytest.raises(PermanentError, match="Not a directory"):
         await channel.publish(make_pub())
+
+
+async def test_unreadable_state_is_permanent(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
+    channel = website_factory(ctx)
+    await channel.publish(make_pub())
+    (Path(ctx.data_dir) / "state" / "website" / "items" / "7.json").write_text("{broken")
+
+    with pytest.raises(PermanentError, match=r"7\.json"):
+        await channel.publish(make_pub(version=2))
 
 
 @pytest.mark.parametrize(
@@ -242,15 +473,12 @@ def test_factory_needs_a_base_url_and_templates(context: Ctx, tmp_path: Path) ->
         website_factory(context(templates_dir=str(tmp_path)))
 
 
-async def test_templates_dir_setting_is_used(
-    context: Ctx, make_pub: MakePub, tmp_path: Path
-) -> None:
+async def test_templates_dir_setting_is_used(site: Ctx, make_pub: MakePub, tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    templates.mkdir()
+    shutil.copytree(TEMPLATES_DIR, templates)
     (templates / "item.html").write_text("<p>{{ title }} v{{ version }}</p>")
-    (templates / "withdrawn.html").write_text("<p>gone</p>")
-    ctx = context(templates_dir=str(templates))
+    ctx = site(templates_dir=str(templates))
 
     await website_factory(ctx).publish(make_pub(title="<x>"))
 
-    assert _page(ctx) == "<p>&lt;x&gt; v1</p>"
+    assert _read(ctx, "items/7.html") == "<p>&lt;x&gt; v1</p>"
