@@ -88,15 +88,17 @@ class WebsiteChannel:
         except ValueError as exc:
             raise PermanentError(str(exc)) from exc
         with map_errors(f"website {relative}"):
-            await asyncio.to_thread(self._apply, [pub], withdrawn, True)
-        return Receipt(
-            external_id=relative,
-            url=f"{self.base_url}/{relative}",
-            confirmed_at=datetime.now(UTC),  # after every rename: the item is live
-        )
+            live = await asyncio.to_thread(self._apply, [pub], withdrawn, True)
+        return Receipt(external_id=relative, url=f"{self.base_url}/{relative}", confirmed_at=live)
 
-    def _apply(self, pubs: Iterable[Publication], withdrawn: bool | None, durable: bool) -> None:
-        """Apply publications under the site lock; `withdrawn=None`: as each one's action says."""
+    def _apply(
+        self, pubs: Iterable[Publication], withdrawn: bool | None, durable: bool
+    ) -> datetime:
+        """Apply publications under the site lock; `withdrawn=None`: as each one's action says.
+
+        Returns the time the last page went live, taken under the lock: confirmation times then
+        follow the order the lists were appended in, which `rebuild` replays.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with locked(self.state_dir / ".lock"):
             store = StateStore(self.state_dir, durable=durable)
@@ -111,6 +113,7 @@ class WebsiteChannel:
             renderer.render(model, model.dirty)
             self._write_stylesheet(durable)
             store.flush()  # after the pages: a crash re-runs the delivery, which redoes them
+            return datetime.now(UTC)
 
     def rebuild(self, publications: Iterable[Publication]) -> int:
         """Regenerate the site from `publications` (every delivered version, oldest first).

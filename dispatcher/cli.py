@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,20 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_site_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatcher.site import rebuild, site_path
+
+    engine = await _engine(settings)
+    try:
+        started = time.perf_counter()
+        count = await rebuild(engine, settings)
+    finally:
+        await engine.dispose()
+    elapsed = time.perf_counter() - started
+    print(f"rebuilt {site_path(settings)} from {count} website publications in {elapsed:.1f} s")
+    return 0
+
+
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from dispatcher.demo import run_demo
 
@@ -270,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     led = add("ledger", _group_help, "the hash-chained ledger").add_subparsers(required=True)
     add("verify", cmd_ledger_verify, "check the chain; name the first broken event", led)
+    site = add("site", _group_help, "the public website").add_subparsers(required=True)
+    add("rebuild", cmd_site_rebuild, "regenerate every page from the database", site)
     return parser
 
 

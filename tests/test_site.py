@@ -1,0 +1,169 @@
+"""The public site end to end: approve items, a real worker with the real website and feeds
+channels, then read the pages from the web app; conditional GET; `gongkai site rebuild`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from channels import REGISTRY, paths
+from dispatcher.settings import Settings
+from dispatcher.site import rebuild
+from tests.conftest import CENTER, TokenFactory, bid_candidates
+from tests.test_dispatch import all_in, running_worker, wait_until
+
+Client = TestClient[Any, Any]
+PROJECT = "E9901000001234567"
+REVISED = "门诊楼改造工程中标候选人公示（更正）"
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and "feeds" not in p.parts
+    }
+
+
+async def _approved(api: Client, make_token: TokenFactory, **changes: Any) -> int:
+    editor = await make_token("editor", holder="编辑")
+    approver = await make_token("approver", holder="审核")
+    created = await api.post("/api/v1/items", json=bid_candidates(**changes), headers=editor)
+    assert created.status == 201, await created.text()
+    item_id: int = (await created.json())["id"]
+    response = await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
+    assert response.status == 200, await response.text()
+    return item_id
+
+
+@pytest.fixture
+async def published(
+    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+) -> dict[str, int]:
+    """A bidding project's notice, candidates (revised once) and result, one item withdrawn."""
+    ids = {
+        "result": await _approved(
+            api, make_token, category="bid_result", title="门诊楼改造工程中标结果公告",
+            fields={"winner": "示范建设集团有限公司"}, withheld=[],
+        ),
+        "notice": await _approved(
+            api, make_token, category="bid_notice", title="门诊楼改造工程招标公告",
+            fields={}, withheld=[],
+        ),
+        "candidates": await _approved(api, make_token, title="<script>alert(1)</script>公示"),
+        "other": await _approved(
+            api, make_token, project_code="E9901000009999999", title="另一项目"
+        ),
+    }  # fmt: skip
+    async with running_worker(dispatch_settings, dict(REGISTRY)):
+        await wait_until(all_in(api_engine := engine, "published"))
+        editor = await make_token("editor", holder="编辑")
+        approver = await make_token("approver", holder="审核")
+        revised = await api.post(
+            f"/api/v1/items/{ids['candidates']}/revisions",
+            json={
+                "change_note": "更正第一名投标报价",
+                "title": "门诊楼改造工程中标候选人公示（更正）",
+            },
+            headers=editor,
+        )
+        assert revised.status in (200, 201), await revised.text()
+        approved = await api.post(f"/api/v1/items/{ids['candidates']}/approve", headers=approver)
+        assert approved.status == 200, await approved.text()
+        gone = await api.post(
+            f"/api/v1/items/{ids['other']}/withdraw", json={"reason": "项目终止"}, headers=approver
+        )
+        assert gone.status == 200, await gone.text()
+        await wait_until(all_in(api_engine, "published", "withdrawn", "skipped"))
+    return ids
+
+
+async def test_a_reader_finds_the_items_on_the_site(api: Client, published: dict[str, int]) -> None:
+    home = await api.get("/")
+    assert home.status == 200
+    assert home.headers["Content-Type"] == "text/html; charset=utf-8"
+    text = await home.text()
+    assert '<html lang="zh-CN">' in text
+    assert "门诊楼改造工程中标候选人公示（更正）" in text
+    assert "【已撤回】另一项目" in text
+    assert "<script>alert(1)</script>" not in text
+
+    domain = await (await api.get("/domains/bidding/")).text()
+    assert "门诊楼改造工程招标公告" in domain and "工程建设项目招标投标" in domain
+
+    item = await (await api.get(f"/items/{published['candidates']}.html")).text()
+    assert '<th scope="row">主题分类</th><td>工程建设项目招标投标 / 中标候选人</td>' in item
+    assert "依法不予公开（个人隐私）" in item
+    assert "更正第一名投标报价" in item
+    assert f'href="/projects/{PROJECT}/"' in item
+
+    project = await (await api.get(f"/projects/{PROJECT}/")).text()
+    titles = re.findall(r'<a href="/items/\d+\.html">(.*?)</a>', project)
+    assert titles == [
+        "门诊楼改造工程招标公告", REVISED, "门诊楼改造工程中标结果公告",
+    ]  # fmt: skip
+
+    agency = await api.get(f"/agencies/{CENTER}/")
+    assert agency.status == 200 and "示范市公共资源交易中心" in await agency.text()
+    assert (await api.get("/regions/990101/")).status == 200
+    assert (await api.get("/static/site.css")).headers["Content-Type"].startswith("text/css")
+
+    atom = await api.get("/feeds/all.atom")
+    assert atom.status == 200
+    assert atom.headers["Content-Type"].startswith("application/atom+xml")
+    assert "门诊楼改造工程招标公告" in await atom.text()
+
+
+async def test_pages_answer_conditional_requests(api: Client, published: dict[str, int]) -> None:
+    first = await api.get(f"/items/{published['notice']}.html")
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert first.headers["Cache-Control"] == "no-cache"
+
+    again = await api.get(f"/items/{published['notice']}.html", headers={"If-None-Match": etag})
+    since = await api.get("/", headers={"If-Modified-Since": modified})
+
+    assert again.status == 304 and await again.read() == b""
+    assert since.status in (200, 304)  # the home page may have changed after the item
+    head = await api.head("/feeds/all.rss")
+    assert head.status == 200 and head.headers["Content-Type"].startswith("application/rss+xml")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/items/999999.html",
+        "/items/0.html",
+        "/domains/nonexistent/",
+        "/domains/..%2F..%2Fetc/",
+        "/agencies/%2E%2E/",
+        "/projects/nope/page-1.html",
+        "/feeds/domains/x.txt",
+        "/all/page-99.html",
+    ],
+)
+async def test_missing_pages_are_a_chinese_404(api: Client, path: str) -> None:
+    response = await api.get(path)
+
+    assert response.status == 404
+    assert "页面不存在" in await response.text()
+
+
+async def test_rebuild_regenerates_the_same_site_from_the_database(
+    api: Client, published: dict[str, int], engine: AsyncEngine, dispatch_settings: Settings
+) -> None:
+    site = dispatch_settings.data_path / "site"
+    before = _snapshot(site)
+    (site / "items" / "424242.html").write_text("stale")
+    for page in list(site.glob("items/*.html"))[:2]:
+        page.unlink()
+
+    replayed = await rebuild(engine, dispatch_settings)
+
+    assert replayed == 6  # four first versions, one revision, one withdrawal
+    assert _snapshot(site) == before
+    assert (site / paths.feed_file(None, None, "atom")).is_file()  # feeds are left alone
