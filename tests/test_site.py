@@ -167,3 +167,48 @@ async def test_rebuild_regenerates_the_same_site_from_the_database(
     assert replayed == 6  # four first versions, one revision, one withdrawal
     assert _snapshot(site) == before
     assert (site / paths.feed_file(None, None, "atom")).is_file()  # feeds are left alone
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_a_reader_browses_in_chromium(api: Client, published: dict[str, int]) -> None:
+    """Debian's Chromium, headless: home → domain → item → project, by clicking links."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 375, "height": 800}, locale="zh-CN")
+            await page.goto(str(api.make_url("/")))
+            assert await page.title() == "信息公开专栏 - 公共资源配置领域政府信息公开"
+            assert "【已撤回】另一项目" in await page.locator("section.latest").inner_text()
+            wide = await page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 375  # fits a phone screen: nothing scrolls sideways
+
+            await (
+                page.locator("section.domains")
+                .get_by_role("link", name="工程建设项目招标投标")
+                .click()
+            )
+            assert page.url.endswith("/domains/bidding/")
+            assert await page.locator("h1").inner_text() == "领域 工程建设项目招标投标"
+
+            await page.get_by_role("link", name=REVISED).click()
+            assert page.url.endswith(f"/items/{published['candidates']}.html")
+            catalogue = page.locator("table.catalogue")
+            assert "工程建设项目招标投标 / 中标候选人" in await catalogue.inner_text()
+            withheld = page.locator("td.withheld")
+            assert await withheld.inner_text() == "依法不予公开（个人隐私）"
+            history = await page.locator("section.history tbody tr").all_inner_texts()
+            assert [row.split("\t")[-1] for row in history] == ["首次发布", "更正第一名投标报价"]
+
+            await page.get_by_role("link", name=f"本项目全部信息（{PROJECT}）").click()
+            assert page.url.endswith(f"/projects/{PROJECT}/")
+            steps = await page.locator("ol.lifecycle > li > h2").all_inner_texts()
+            assert steps[1:4] == ["招标公告", "中标候选人", "中标结果"]
+            links = await page.locator("ol.lifecycle a").all_inner_texts()
+            assert links == ["门诊楼改造工程招标公告", REVISED, "门诊楼改造工程中标结果公告"]
+        finally:
+            await browser.close()
