@@ -214,3 +214,29 @@ ledger_head = sa.Table(
     sa.Column("seq", Id, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+# The site search (search.py): each approved version's normalized title and summary, and its
+# n-grams. Written at approval, never changed; the query decides which version is public. The
+# grams' primary key leads with the gram: it is the inverted index (on SQLite, the table itself).
+search_documents = sa.Table(
+    "search_documents",
+    metadata,
+    sa.Column("item_id", Id, primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["item_id", "version"], ["item_versions.item_id", "item_versions.version"]
+    ),
+)
+
+search_grams = sa.Table(
+    "search_grams",
+    metadata,
+    sa.Column("gram", sa.String(40), primary_key=True),
+    sa.Column("item_id", Id, primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.ForeignKeyConstraint(
+        ["item_id", "version"], ["search_documents.item_id", "search_documents.version"]
+    ),
+    sqlite_with_rowid=False,
+)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dispatcher import ledger, outbox
+from dispatcher import ledger, outbox, search
 from dispatcher.accounts import Actor
 from dispatcher.db import transaction
 from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
@@ -229,6 +229,7 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
             raise Conflict(f"item {item_id} was approved by someone else just now")
         index_no = item.index_no or await _next_index_no(conn, item.agency_code, now)
         await _supersede_older(conn, item_id, version.version)
+        await search.index_version(conn, item_id, version.version, version.title, version.summary)
         await conn.execute(
             items.update()
             .where(items.c.id == item_id)

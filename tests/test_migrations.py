@@ -28,7 +28,7 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
         await migrate(engine)
         await migrate(engine)  # idempotent
         async with engine.connect() as conn:
-            assert await current_revision(conn) == "0001"
+            assert await current_revision(conn) == "0002"
         from alembic import command
 
         from dispatcher.db import _alembic_config
@@ -44,6 +44,6 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
             assert await current_revision(conn) is None
         await migrate(engine)
         async with engine.connect() as conn:
-            assert await current_revision(conn) == "0001"
+            assert await current_revision(conn) == "0002"
     finally:
         await engine.dispose()
