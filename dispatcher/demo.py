@@ -67,8 +67,15 @@ async def load_demo(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
 
 
 def _banner(settings: Settings, summary: dict[str, Any]) -> str:
-    base = f"http://{settings.server.host}:{settings.server.port}/api/v1"
+    site = f"http://{settings.server.host}:{settings.server.port}"
+    base = f"{site}/api/v1"
     lines = [f"Gongkai demo: {len(summary['items'])} sample items in {settings.database_url}"]
+    lines += [
+        f"The disclosure column: {site}/  (pages under {settings.data_path / 'site'})",
+        f"  a project's lifecycle: {site}/projects/E9901002026000018/",
+        f"  feeds: {site}/feeds/all.atom  {site}/feeds/all.rss  (and per domain, agency, region)",
+        f"  search: {site}/search?q=%E4%B8%AD%E6%A0%87  (中标)",
+    ]
     lines += [f"  item {item_id}: {title}" for item_id, title in summary["items"]]
     lines.append(f"Tokens for {summary['agency']} 示范市公共资源交易中心 (this run only):")
     lines += [f"  {role:9} {token}" for role, token in summary["tokens"].items()]

@@ -127,7 +127,7 @@ def create_app(
     With `redis_url`, approvals, withdrawals and retries enqueue their deliveries at once;
     without, they wait for the sweeper.
     """
-    from dispatcher import api, api_deliveries, probes, public  # routes import this module
+    from dispatcher import api, api_deliveries, probes, public, search_page
     from dispatcher import queue as queues
 
     app = web.Application(
@@ -149,5 +149,6 @@ def create_app(
     api.add_routes(app)
     api_deliveries.add_routes(app)
     probes.add_routes(app)
+    search_page.add_routes(app)
     public.add_routes(app)
     return app

@@ -113,6 +113,10 @@ async def test_a_reader_finds_the_items_on_the_site(api: Client, published: dict
     assert (await api.get("/regions/990101/")).status == 200
     assert (await api.get("/static/site.css")).headers["Content-Type"].startswith("text/css")
 
+    found = await (await api.get("/search", params={"q": "中标候选人"})).text()
+    assert REVISED in found and "另一项目" not in found  # withdrawn: no longer searchable
+    assert "未找到" in await (await api.get("/search", params={"q": "另一项目"})).text()
+
     atom = await api.get("/feeds/all.atom")
     assert atom.status == 200
     assert atom.headers["Content-Type"].startswith("application/atom+xml")
