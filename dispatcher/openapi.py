@@ -57,6 +57,12 @@ def openapi_document() -> dict[str, Any]:
             "index_no": {"type": ["string", "null"], "description": "索引号, set on approval"},
             "deadline": {"type": "string", "format": "date"},
             "deadline_provisional": {"type": "boolean"},
+            "first_published_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "when the website (第一平台) first published it; each version "
+                "also has `published_at` and `on_time` (no later than its deadline)",
+            },
             "versions": {"type": "array", "items": {"type": "object"}},
         },
     }

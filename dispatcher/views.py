@@ -5,19 +5,23 @@ Withheld parts were removed at intake and are not stored, so nothing here can le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.accounts import Actor
 from dispatcher.errors import InputError, NotFound
-from dispatcher.models import ITEM_STATES, deliveries, item_versions, items
+from dispatcher.models import ITEM_STATES, PUBLISHED, deliveries, item_versions, items
 from dispatcher.workflow import require
 
 MAX_PAGE = 200
+FIRST_PLATFORM = "website"  # 第一平台: its publication time is the one the deadlines are kept by
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 _VERSION_META = ("kind", "status", "change_note", "changed_on", "submitted_at", "approved_at")
 _CONTENT = (
     "title", "summary", "body_html", "formed_on", "decision", "approving_agency",
@@ -78,14 +82,34 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
     by_version: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_version.setdefault(row.version, []).append(_pick(row, _DELIVERY))
+    live = _first_platform(rows)
     out = _item_head(item)
     out.update(_pick(versions[-1], _CONTENT))
+    out["first_published_at"] = _json(min(live.values(), default=None))
     out["versions"] = [
         {"version": v.version, **_pick(v, _VERSION_META), **_pick(v, _CONTENT),
-         "deliveries": by_version.get(v.version, [])}
+         **_timeliness(v, live.get(v.version)), "deliveries": by_version.get(v.version, [])}
         for v in versions
     ]  # fmt: skip
     return out
+
+
+def _first_platform(rows: Sequence[Any]) -> dict[int, datetime]:
+    """Version -> when its website page went live: the publication time audits go by."""
+    return {
+        r.version: r.confirmed_at
+        for r in rows
+        if r.channel == FIRST_PLATFORM and r.action == "publish" and r.status == PUBLISHED
+    }
+
+
+def _timeliness(version: Any, published_at: datetime | None) -> dict[str, Any]:
+    """`published_at` (website) and `on_time`: published no later than the deadline, in
+    Beijing time; None while unpublished."""
+    on_time = None
+    if published_at is not None and version.deadline is not None:
+        on_time = published_at.astimezone(SHANGHAI).date() <= version.deadline
+    return {"published_at": _json(published_at), "on_time": on_time}
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,19 @@ async def test_a_reader_finds_the_items_on_the_site(api: Client, published: dict
     assert "门诊楼改造工程招标公告" in await atom.text()
 
 
+async def test_the_website_time_is_the_first_publication_for_the_audit(
+    api: Client, published: dict[str, int], make_token: TokenFactory
+) -> None:
+    auditor = await make_token("auditor")
+    item = await (await api.get(f"/api/v1/items/{published['candidates']}", headers=auditor)).json()
+
+    first, second = item["versions"]
+    website = [d for d in first["deliveries"] if d["channel"] == "website"]
+    assert item["first_published_at"] == first["published_at"] == website[0]["confirmed_at"]
+    assert first["on_time"] is True and second["on_time"] is True
+    assert second["published_at"] > first["published_at"]
+
+
 async def test_pages_answer_conditional_requests(api: Client, published: dict[str, int]) -> None:
     first = await api.get(f"/items/{published['notice']}.html")
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
