@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
+from channels.site_pages import feed_links
 from channels.website import TEMPLATES_DIR, make_environment
 from dispatcher import search
 from dispatcher.catalogue import catalogue_labels
@@ -74,6 +75,7 @@ async def search_page(request: web.Request) -> web.Response:
         "query": query if error is None else "",
         "error": error,
         "searched": False,
+        "feeds": feed_links(("all", ""), both=True),  # autodiscovery, as on every page
     }
     if error is None and query and page is not None:
         async with deps.engine.connect() as conn:
