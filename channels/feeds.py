@@ -1,73 +1,120 @@
-"""The feeds channel: Atom 1.0 and RSS 2.0 files of the newest entries, written with feedgen.
+"""The feeds channel: Atom 1.0 and RSS 2.0 feeds of the newest entries, with WebSub pings.
 
-Target: local files `<data_dir>/site/feeds/all.atom` and `all.rss`, served with the website at
-`settings["base_url"]`. A feed delivery is confirmed when a written feed contains its entry: after
-writing, both files are read back and must hold the entry id.
+Target: static files under `<data_dir>/site/` at the places `channels.paths.feed_file` names —
+the site-wide feed and one per domain, agency and region (`feeds/all.atom`,
+`feeds/domains/bidding.rss`, …) — served with the website at `settings["base_url"]`, and the
+WebSub hub at `settings["hub_url"]` if one is set. A delivery is confirmed when the written feeds
+hold its entry: after writing, the files are read back and must contain the entry id.
 
 Limits and quirks:
 
 - One entry per item, not per version: id `tag:{host of base_url},2026:item:{item_id}`, link
-  `{base_url}/items/{item_id}.html`. A higher version replaces the entry (same id, new `updated`,
-  its change note in the content); a version that is not newer than the stored one changes
-  nothing (a late, older delivery never overwrites). A withdrawal keeps the entry, titled
-  【已撤回】 with the reason, so subscribers learn of it.
-- The feeds hold the newest 50 entries by `updated`. `published` is when the entry first entered
-  the feed and `updated` when its current version did (strictly increasing per entry): feed time,
-  not approval time, so a scheduled release or a late retry still shows at the top.
-- The state is `all.json` (entry id -> title, summary, url, published, updated, withdrawn,
-  change_note, version), holding every item ever delivered so an older version is recognised
-  whenever it arrives; both feeds are regenerated from it on every delivery, which also repairs
-  feeds left stale by a crash. No database: this module imports nothing from `dispatcher/`.
-- Several worker processes share the directory: the read-modify-write runs under an exclusive
-  `flock` on `feeds/.lock`, and every file is replaced atomically (temp file, fsync, rename).
-- Errors map as on the website (`channels.website.map_errors`); an unreadable state file is
-  permanent (a person must repair or remove it; removing it loses only version history).
+  `{base_url}/items/{item_id}.html`, category the domain / category names, author the agency.
+  A higher version replaces the entry in every feed it belongs to (same id, new `updated`, its
+  change note in the content); a version that is not newer changes nothing (a late, older
+  delivery never overwrites); the same version as a withdrawal does. A withdrawal keeps the
+  entry, titled 【已撤回】 with the reason. An item whose domain, agency or region changed leaves
+  the old feed (which then shows one entry fewer until the next one arrives).
+- Each feed holds its newest 50 entries by `updated`. `published` is when the item first entered
+  the feeds and `updated` when its current version did (strictly increasing per entry): feed
+  time, not approval time, so a scheduled release or a late retry still shows at the top.
+- State lives in `<data_dir>/state/feeds/`, not in the public site (`channels.feed_state`): one
+  file per feed with only its newest entries, and one small record per item. A delivery reads and
+  writes a bounded number of small files, whatever the number of items ever published. An
+  unreadable state file is a PermanentError naming it (a person repairs or removes it; removing
+  an item record only forgets which version was last delivered). The `site/feeds/all.json` of
+  earlier versions is no longer read; it can be deleted.
+- Bursts are coalesced: the first delivery opens a window of `settings["feeds_window"]` seconds
+  (default 0.2); every delivery that arrives in it, in this process, joins one flush. The flush
+  runs in a thread under an exclusive `flock` on `state/feeds/.lock` (shared by all processes of
+  the machine): it applies the deliveries in arrival order, renders each touched feed once and
+  replaces a file (atomically: temp file, fsync, rename) only if its bytes changed, then writes
+  the state. Deliveries arriving during a flush wait for the next window. A caller waits at most
+  `WAIT_LIMIT` seconds (then a RetryableError; the retry is idempotent). An error of the flush
+  reaches every delivery in it, mapped by `channels.files.map_errors`; an unreadable state file
+  fails only the deliveries that need it.
+- WebSub (`channels.websub`): every feed links its hub (`rel="hub"`, in RSS as `atom:link`).
+  After a flush, each rewritten feed URL is pinged (one `hub.url` per request) before the
+  deliveries of that flush return — a few tries with a short backoff, bounded to seconds. A ping
+  that still fails is logged and dropped: the feed is written and the delivery confirmed, and
+  the hub learns of the topic at its next change. No session (unit tests) means no pings.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-import json
-from collections.abc import Mapping
+import contextlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from feedgen.feed import FeedGenerator
+from channels import paths
+from channels.base import (
+    ChannelContext,
+    ChannelError,
+    PermanentError,
+    Publication,
+    Receipt,
+    RetryableError,
+)
+from channels.feed_render import TAG_YEAR, WITHDRAWN_PREFIX, Site, contains, feed_title, render
+from channels.feed_render import xml_text as _text
+from channels.feed_state import ALL, Entry, FeedKey, StateStore
+from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
+from channels.websub import Hub, hub_url
 
-from channels.base import ChannelContext, PermanentError, Publication, Receipt, RetryableError
-from channels.files import DEFAULT_TITLE, item_path, locked, map_errors, site_base_url, write_atomic
+__all__ = ["FEED_LIMIT", "TAG_YEAR", "WITHDRAWN_PREFIX", "FeedsChannel", "feeds_factory"]
 
 FEED_LIMIT = 50
-WITHDRAWN_PREFIX = "【已撤回】"
-TAG_YEAR = 2026  # part of every tag URI: never change it, or every entry id changes
+WINDOW = 0.2  # seconds a flush waits for more deliveries to join it
+WAIT_LIMIT = 120.0  # seconds a delivery waits for its flush (and its pings)
+_TICK = timedelta(microseconds=1)
+Outcome = datetime | ChannelError  # confirmed at, or why not
 
-State = dict[str, dict[str, Any]]
-_RECORD_KEYS = frozenset(
-    {"title", "summary", "url", "published", "updated", "withdrawn", "change_note", "version"}
-)
+
+@dataclass
+class _Delivery:
+    """One publish or withdraw waiting for a flush."""
+
+    entry: Entry  # without `published` and `updated`: the flush sets them
+    feeds: dict[FeedKey, str]  # the feeds the entry belongs to -> their titles
+    future: asyncio.Future[datetime] = field(repr=False)
+
+
+@dataclass
+class _Flushed:
+    """What a flush did: one outcome per delivery and the feed URLs it rewrote."""
+
+    outcomes: list[Outcome]
+    topics: list[str]
 
 
 class FeedsChannel:
-    """Keeps the site-wide Atom and RSS feeds: one entry per item, newest first."""
+    """Keeps the site-wide, domain, agency and region feeds: one entry per item, newest first."""
 
     name = "feeds"
 
-    def __init__(self, feeds_dir: Path, base_url: str, title: str, limit: int = FEED_LIMIT) -> None:
-        self.dir = feeds_dir
-        self.base_url = base_url
-        self.title = title
+    def __init__(
+        self,
+        site: Site,
+        site_dir: Path,
+        state_dir: Path,
+        *,
+        limit: int = FEED_LIMIT,
+        window: float = WINDOW,
+        hub: Hub | None = None,
+    ) -> None:
+        self.site = site
+        self.site_dir = site_dir
+        self.state_dir = state_dir
         self.limit = limit
-        self.host = urlsplit(base_url).hostname or ""
-        self.atom_url = f"{base_url}/feeds/all.atom"
-        self.rss_url = f"{base_url}/feeds/all.rss"
-
-    def entry_id(self, item_id: int) -> str:
-        """The item's permanent entry id (a tag URI, RFC 4151)."""
-        item_path(item_id)  # rejects anything but a positive int
-        return f"tag:{self.host},{TAG_YEAR}:item:{item_id:d}"
+        self.window = window
+        self.hub = hub
+        self._pending: list[_Delivery] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()  # strong references until done
 
     async def publish(self, pub: Publication) -> Receipt:
         return await self._deliver(pub, withdrawn=pub.action == "withdraw")
@@ -75,150 +122,189 @@ class FeedsChannel:
     async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt:
         return await self._deliver(pub, withdrawn=True)
 
+    def write_feed(self, path: Path, data: bytes) -> None:
+        """Replace one feed file (a hook: tests subclass it to count the rewrites)."""
+        write_atomic(path, data)
+
     async def _deliver(self, pub: Publication, *, withdrawn: bool) -> Receipt:
-        entry_id = self.entry_id(pub.item_id)
-        record = {
-            "title": pub.title,
-            "summary": pub.summary,
-            "url": f"{self.base_url}/{item_path(pub.item_id)}",
+        delivery = self._delivery(pub, withdrawn)
+        self._pending.append(delivery)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        try:
+            confirmed_at = await asyncio.wait_for(delivery.future, WAIT_LIMIT)
+        except TimeoutError:
+            raise RetryableError(f"feeds: not flushed within {WAIT_LIMIT:g} s") from None
+        return Receipt(
+            external_id=delivery.entry["id"],
+            url=self.site.feed_url(ALL, "atom"),
+            confirmed_at=confirmed_at,
+        )
+
+    def _delivery(self, pub: Publication, withdrawn: bool) -> _Delivery:
+        try:
+            entry_id = self.site.entry_id(pub.item_id)
+            url = f"{self.site.base_url}/{paths.item_file(pub.item_id)}"
+            feeds = {ALL: _text(self.site.title)}
+            for kind, code, label in (
+                ("domains", pub.domain, pub.domain_name),
+                ("agencies", pub.agency_code, pub.agency_name),
+                ("regions", pub.region, ""),
+            ):
+                if code:  # an item without a region is in no region feed
+                    key = FeedKey(kind, code)
+                    key.file("atom")  # validates the code (a domain key must be a key)
+                    feeds[key] = _text(feed_title(self.site, key, label))
+        except ValueError as exc:
+            raise PermanentError(f"feeds: {exc}") from exc
+        entry: Entry = {
+            "id": entry_id,
+            "item_id": pub.item_id,
+            "title": _text(pub.title),
+            "summary": _text(pub.summary),
+            "url": url,
+            "category": _text(pub.label),
+            "author": _text(pub.agency_name),
             "withdrawn": withdrawn,
-            "change_note": pub.change_note,
+            "change_note": _text(pub.change_note) or None,
             "version": pub.version,
         }
-        with map_errors(f"feeds {entry_id}"):
-            await asyncio.to_thread(self._update, entry_id, record)
-        return Receipt(external_id=entry_id, url=self.atom_url, confirmed_at=datetime.now(UTC))
+        return _Delivery(entry, feeds, asyncio.get_running_loop().create_future())
 
-    def _update(self, entry_id: str, record: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        state_path = self.dir / "all.json"
-        with locked(self.dir / ".lock"):
-            state = load_state(state_path)
-            if apply(state, entry_id, record, datetime.now(UTC)):
-                text = json.dumps(state, ensure_ascii=False, indent=1, sort_keys=True)
-                write_atomic(state_path, text.encode("utf-8"))
-            window = newest(state, self.limit)
-            atom, rss = self._render(window)
-            write_atomic(self.dir / "all.atom", atom)
-            write_atomic(self.dir / "all.rss", rss)
-            if any(eid == entry_id for eid, _ in window):
-                self._check(entry_id)
-            # else: the entry aged out of the newest 50 long ago and this is a late,
-            # older delivery; the state holds it and the newer version was confirmed.
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.window)
+            batch, self._pending = self._pending, []
+            try:
+                flushed = await asyncio.to_thread(self._flush, batch)
+            except asyncio.CancelledError:
+                for delivery in batch:
+                    delivery.future.cancel()
+                raise
+            except Exception as exc:  # every waiter learns of it; the loop goes on
+                flushed = _Flushed([_as_channel_error(exc)] * len(batch), [])
+            task = asyncio.create_task(self._settle(batch, flushed))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
 
-    def _render(self, window: list[tuple[str, Mapping[str, Any]]]) -> tuple[bytes, bytes]:
-        fg = FeedGenerator()
-        fg.id(f"tag:{self.host},{TAG_YEAR}:feed:all")
-        fg.title(self.title)
-        fg.description(self.title)
-        fg.author(name=self.title)
-        fg.language("zh-CN")
-        fg.generator("gongkai")
-        # feedgen takes the last link as RSS <link> and the first "self" link as atom:link.
-        fg.link(href=self.atom_url, rel="self", type="application/atom+xml")
-        fg.link(href=f"{self.base_url}/", rel="alternate", type="text/html")
-        # Derived from the entries, not the clock, so the same state gives the same bytes.
-        changed = max(
-            (_time(r["updated"]) for _, r in window), default=datetime(2026, 1, 1, tzinfo=UTC)
-        )
-        fg.updated(changed)
-        fg.lastBuildDate(changed)
-        for entry_id, rec in window:
-            _add_entry(fg, entry_id, rec)
-        atom: bytes = fg.atom_str(pretty=True)
-        fg.link(
-            [
-                {"href": self.rss_url, "rel": "self", "type": "application/rss+xml"},
-                {"href": f"{self.base_url}/", "rel": "alternate", "type": "text/html"},
-            ],
-            replace=True,
-        )
-        rss: bytes = fg.rss_str(pretty=True)
+    async def _settle(self, batch: list[_Delivery], flushed: _Flushed) -> None:
+        """Ping the hub for the rewritten feeds, then hand each delivery its outcome."""
+        try:
+            if self.hub is not None and flushed.topics:
+                await self.hub.announce(flushed.topics)
+        finally:
+            for delivery, outcome in zip(batch, flushed.outcomes, strict=True):
+                if delivery.future.done():  # its caller gave up waiting
+                    continue
+                if isinstance(outcome, datetime):
+                    delivery.future.set_result(outcome)
+                else:
+                    delivery.future.set_exception(outcome)
+
+    def _flush(self, batch: list[_Delivery]) -> _Flushed:
+        with map_errors("feeds"):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with locked(self.state_dir / ".lock"):
+                return self._flush_locked(batch)
+
+    def _flush_locked(self, batch: list[_Delivery]) -> _Flushed:
+        store = StateStore(self.state_dir, self.limit)
+        now = datetime.now(UTC)
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        shown: list[tuple[FeedKey, ...]] = [()] * len(batch)
+        touched: set[FeedKey] = set()
+        for i, delivery in enumerate(batch):
+            try:
+                _preload(store, delivery)
+            except PermanentError as exc:
+                outcomes[i] = exc  # only this delivery: its item or one of its feeds is broken
+                continue
+            applied, shown[i] = store.apply(delivery.entry, delivery.feeds, now)
+            touched.update(shown[i])
+            if applied:
+                now += _TICK  # distinct times keep the arrival order within a flush
+        topics = self._write_feeds(store, sorted(touched))
+        store.save()  # after the feeds: the item records are the commit point
+        written = {key: self._read_back(key) for key in touched}
+        confirmed_at = datetime.now(UTC)
+        for i, delivery in enumerate(batch):
+            if outcomes[i] is not None:
+                continue
+            entry_id = delivery.entry["id"]
+            missing = [
+                key.url("atom")
+                for key in shown[i]
+                if entry_id in store.feed(key).entries and not contains(*written[key], entry_id)
+            ]  # an entry that aged out of every feed at once was still published
+            outcomes[i] = (
+                RetryableError(f"feeds: {', '.join(missing)} does not contain {entry_id}")
+                if missing
+                else confirmed_at
+            )
+        return _Flushed([o if o is not None else confirmed_at for o in outcomes], topics)
+
+    def _write_feeds(self, store: StateStore, keys: list[FeedKey]) -> list[str]:
+        topics = []
+        for key in keys:
+            state = store.feed(key)
+            state.trim(self.limit)
+            title = state.title or _text(feed_title(self.site, key, ""))
+            atom, rss = render(self.site, key, title, state.newest(self.limit))
+            for fmt, data in (("atom", atom), ("rss", rss)):
+                path = self.site_dir / key.file(fmt)
+                if _read(path) == data:
+                    continue  # unchanged: no rewrite, no ping
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.write_feed(path, data)
+                topics.append(self.site.feed_url(key, fmt))
+        return topics
+
+    def _read_back(self, key: FeedKey) -> tuple[bytes, bytes]:
+        atom = _read(self.site_dir / key.file("atom")) or b""
+        rss = _read(self.site_dir / key.file("rss")) or b""
         return atom, rss
 
-    def _check(self, entry_id: str) -> None:
-        shown = html.escape(entry_id, quote=False)
-        atom = (self.dir / "all.atom").read_bytes()
-        rss = (self.dir / "all.rss").read_bytes()
-        if f"<id>{shown}</id>".encode() not in atom or f">{shown}</guid>".encode() not in rss:
-            raise RetryableError(f"feeds: written feed does not contain {entry_id}")
+
+def _preload(store: StateStore, delivery: _Delivery) -> None:
+    # Everything a delivery needs is read before it changes anything, so a broken file fails
+    # that delivery alone and leaves no half-applied entry behind.
+    old = store.item(delivery.entry["item_id"])
+    for key in (*delivery.feeds, *(old.feeds if old else ())):
+        store.feed(key)
 
 
-def _add_entry(fg: Any, entry_id: str, rec: Mapping[str, Any]) -> None:
-    fe = fg.add_entry(order="append")
-    fe.id(entry_id)
-    fe.title((WITHDRAWN_PREFIX if rec["withdrawn"] else "") + rec["title"])
-    fe.link(href=rec["url"], rel="alternate", type="text/html")
-    fe.published(_time(rec["published"]))
-    fe.updated(_time(rec["updated"]))
-    note = rec.get("change_note") or ""
-    if rec["withdrawn"]:
-        fe.summary(f"本信息已撤回。{note}")
-        content = "<p>本信息已撤回。</p>" + (
-            f"<p>撤回原因：{html.escape(note)}</p>" if note else ""
-        )
-    else:
-        fe.summary(rec["summary"] or rec["title"])
-        content = f"<p>{html.escape(rec['summary'])}</p>" if rec["summary"] else ""
-        content += f"<p>变更说明：{html.escape(note)}</p>" if note else ""
-    fe.content(content or f"<p>{html.escape(rec['title'])}</p>", type="html")
+def _read(path: Path) -> bytes | None:
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    return None
 
 
-def apply(state: State, entry_id: str, record: dict[str, Any], now: datetime) -> bool:
-    """Put `record` into `state` if it is newer than the stored entry; True if state changed."""
-    old = state.get(entry_id)
-    if old is not None and not _supersedes(record, old):
-        return False
-    updated = now
-    if old is not None:
-        updated = max(now, _time(old["updated"]) + timedelta(microseconds=1))
-    published = old["published"] if old is not None else now.isoformat()
-    state[entry_id] = {**record, "published": published, "updated": updated.isoformat()}
-    return True
-
-
-def _supersedes(record: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    if record["version"] != old["version"]:
-        return bool(record["version"] > old["version"])
-    return bool(record["withdrawn"] and not old["withdrawn"])  # same version, now withdrawn
-
-
-def newest(state: State, limit: int) -> list[tuple[str, Mapping[str, Any]]]:
-    """The `limit` most recently updated entries, newest first (ties by entry id)."""
-    ranked = sorted(state.items(), key=lambda kv: (_time(kv[1]["updated"]), kv[0]), reverse=True)
-    return list(ranked[:limit])
-
-
-def load_state(path: Path) -> State:
-    """The stored entries; {} if there is no state yet, PermanentError if it is unreadable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    try:
-        state = json.loads(raw)
-        if not isinstance(state, dict):
-            raise ValueError("not an object")
-        for entry_id, rec in state.items():
-            if not isinstance(rec, dict) or not rec.keys() >= _RECORD_KEYS:
-                raise ValueError(f"entry {entry_id!r} lacks {sorted(_RECORD_KEYS)}")
-            if not isinstance(rec["version"], int):
-                raise ValueError(f"entry {entry_id!r} has a non-integer version")
-            _time(rec["updated"])
-            _time(rec["published"])
-    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise PermanentError(f"feeds state {path} is unreadable: {exc}") from exc
-    return state
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def _as_channel_error(exc: Exception) -> ChannelError:
+    if isinstance(exc, ChannelError):
+        return exc
+    return RetryableError(f"feeds: flush failed: {type(exc).__name__}: {exc}")
 
 
 def feeds_factory(ctx: ChannelContext) -> FeedsChannel:
-    """The feeds channel for `ctx`: `settings["base_url"]` required, `title` optional."""
+    """The feeds channel for `ctx`: `settings["base_url"]` required; `title`, `hub_url`,
+    `feeds_window` optional. A bad value is a ValueError (a start-up error)."""
+    settings: Any = ctx.settings
+    base_url = site_base_url(settings)
+    hub = hub_url(settings.get("hub_url"))
+    window = float(settings.get("feeds_window", WINDOW))
+    if not 0 <= window <= 10:
+        raise ValueError(f"settings['feeds_window'] must be 0 to 10 seconds, got {window}")
+    site = Site(
+        base_url=base_url,
+        host=urlsplit(base_url).hostname or "",
+        title=str(settings.get("title") or DEFAULT_TITLE),
+        hub_url=hub,
+    )
+    data_dir = Path(ctx.data_dir)
     return FeedsChannel(
-        feeds_dir=Path(ctx.data_dir) / "site" / "feeds",
-        base_url=site_base_url(ctx.settings),
-        title=str(ctx.settings.get("title") or DEFAULT_TITLE),
+        site,
+        data_dir / "site",
+        data_dir / "state" / "feeds",
+        window=window,
+        hub=Hub(hub, ctx.session) if hub and ctx.session is not None else None,
     )

@@ -44,6 +44,7 @@ class StorageSettings(_Section):
 class SiteSettings(_Section):
     base_url: str = "http://127.0.0.1:8080"
     title: str = "公共资源配置领域政府信息公开"
+    hub_url: str = ""  # a WebSub hub the feeds link to and ping; "" = none
 
 
 class CalendarSettings(_Section):
@@ -155,6 +156,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_DATA_DIR": ("storage", "data_dir"),
     "GONGKAI_BASE_URL": ("site", "base_url"),
     "GONGKAI_SITE_TITLE": ("site", "title"),
+    "GONGKAI_HUB_URL": ("site", "hub_url"),
     "GONGKAI_CALENDAR_OVERRIDES": ("calendar", "overrides"),
     "GONGKAI_SWEEP_INTERVAL": ("dispatch", "sweep_interval"),
     "GONGKAI_MAX_ATTEMPTS": ("dispatch", "max_attempts"),

@@ -28,6 +28,8 @@ MAX_TRIES = 1_000_000  # arq's own limit stays out of the way: attempts are coun
 def channel_settings(settings: Settings, name: str) -> dict[str, Any]:
     """The settings section a channel's factory receives (secrets included, never logged)."""
     section: dict[str, Any] = {"base_url": settings.site.base_url, "title": settings.site.title}
+    if name == "feeds":
+        section["hub_url"] = settings.site.hub_url
     if name == "wechat":
         section.update(settings.channels.wechat.model_dump())
     elif name.startswith("media:"):

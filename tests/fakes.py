@@ -10,7 +10,9 @@ real publishing API with idempotency keys does), records every call, and can be 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -152,3 +154,48 @@ def remote_registry(remote_url: str) -> dict[str, Any]:
         return RemoteChannel(ctx.name, remote_url, ctx.session)
 
     return make_registry(("website", factory), ("feeds", factory))
+
+
+@dataclass
+class FakeHub:
+    """A WebSub hub's publish endpoint on 127.0.0.1 (`serve()` yields its URL).
+
+    It records the `hub.url` of every accepted `hub.mode=publish` request and every attempt, and
+    answers 204 as public hubs do. `failures` are statuses to answer next, in order (a 503 or 400
+    instead of accepting); a request that is not a form-encoded publish gets 400.
+    """
+
+    pings: list[str] = field(default_factory=list)  # accepted topics, in arrival order
+    attempts: list[str] = field(default_factory=list)  # every topic posted, failed ones too
+    failures: deque[int] = field(default_factory=deque)
+    content_types: set[str] = field(default_factory=set)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.content_types.add(request.content_type)
+        form = await request.post()
+        topics = [str(t) for t in form.getall("hub.url", [])]
+        self.attempts.extend(topics)
+        if self.failures:
+            return web.Response(status=self.failures.popleft(), text="told to fail")
+        if form.get("hub.mode") != "publish" or not topics:
+            return web.Response(status=400, text="hub.mode=publish and hub.url required")
+        self.pings.extend(topics)
+        return web.Response(status=204)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/hub", self.handle)
+        return app
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[str]:
+        """Run the hub on a free port; yields its URL (with a token the logs must not show)."""
+        runner = web.AppRunner(self.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            yield f"http://127.0.0.1:{port}/hub?token=hub-secret-token"
+        finally:
+            await runner.cleanup()
