@@ -18,6 +18,7 @@ from arq import Worker, cron, func
 from channels import REGISTRY
 from channels.base import ChannelContext, ChannelFactory
 from dispatcher import jobs, queue
+from dispatcher.catalogue import domain_outline
 from dispatcher.db import create_engine
 from dispatcher.redis_server import EmbeddedRedis, resolve_redis_url
 from dispatcher.settings import Settings, SettingsError
@@ -30,7 +31,9 @@ def channel_settings(settings: Settings, name: str) -> dict[str, Any]:
     section: dict[str, Any] = {"base_url": settings.site.base_url, "title": settings.site.title}
     if name == "feeds":
         section["hub_url"] = settings.site.hub_url
-    if name == "wechat":
+    elif name == "website":
+        section["domains"] = domain_outline()
+    elif name == "wechat":
         section.update(settings.channels.wechat.model_dump())
     elif name.startswith("media:"):
         section.update(settings.channels.media[name.split(":", 1)[1]].model_dump())
