@@ -36,14 +36,22 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from channels import paths
-from channels.base import ChannelContext, PermanentError, Publication, Receipt
+from channels.base import (
+    ChannelContext,
+    ChannelError,
+    PermanentError,
+    Publication,
+    Receipt,
+    RetryableError,
+)
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
 from channels.site_model import PAGE_SIZE, SiteModel, StateStore
 from channels.site_pages import SHANGHAI, Renderer, release_date
@@ -51,6 +59,15 @@ from channels.site_pages import SHANGHAI, Renderer, release_date
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
 TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html")
 STYLESHEET = "static/site.css"
+
+
+@dataclass
+class _Waiting:
+    """A publication waiting for its group to be written."""
+
+    pub: Publication
+    withdrawn: bool
+    future: asyncio.Future[datetime] = field(repr=False)
 
 
 class WebsiteChannel:
@@ -75,6 +92,8 @@ class WebsiteChannel:
         self.site_title = site_title
         self.domains = domains
         self.page_size = page_size
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def publish(self, pub: Publication) -> Receipt:
         return await self._deliver(pub, withdrawn=pub.action == "withdraw")
@@ -87,33 +106,77 @@ class WebsiteChannel:
             relative = paths.item_file(pub.item_id)
         except ValueError as exc:
             raise PermanentError(str(exc)) from exc
-        with map_errors(f"website {relative}"):
-            live = await asyncio.to_thread(self._apply, [pub], withdrawn, True)
+        waiting = _Waiting(pub, withdrawn, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        live = await asyncio.shield(waiting.future)  # a cancelled caller leaves the group alone
         return Receipt(external_id=relative, url=f"{self.base_url}/{relative}", confirmed_at=live)
 
-    def _apply(
-        self, pubs: Iterable[Publication], withdrawn: bool | None, durable: bool
-    ) -> datetime:
-        """Apply publications under the site lock; `withdrawn=None`: as each one's action says.
+    async def _write_groups(self) -> None:
+        """Group commit: one write at a time; whatever arrives meanwhile goes in the next one.
 
-        Returns the time the last page went live, taken under the lock: confirmation times then
-        follow the order the lists were appended in, which `rebuild` replays.
+        A group takes the site lock once, and the pages its items share (home, list fronts,
+        newest list pages) are written once for all of them.
+        """
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                outcomes = await asyncio.to_thread(self._apply_group, group)
+            except asyncio.CancelledError:  # shutdown: nobody is left hanging
+                for waiting in group:
+                    waiting.future.cancel()
+                raise
+            except Exception as exc:  # a bug, not the disk: retried, then failed, for a person
+                error = RetryableError(f"website: {type(exc).__name__}: {exc}")
+                outcomes = [error] * len(group)
+            for waiting, outcome in zip(group, outcomes, strict=True):
+                if waiting.future.done():
+                    continue
+                if isinstance(outcome, datetime):
+                    waiting.future.set_result(outcome)
+                else:
+                    waiting.future.set_exception(outcome)
+
+    def _apply_group(self, group: list[_Waiting]) -> list[datetime | ChannelError]:
+        """Apply a group together; if that fails, each alone, so one bad item fails alone."""
+        try:
+            with map_errors("website"):
+                return list(self._apply([(w.pub, w.withdrawn) for w in group], durable=True))
+        except ChannelError as exc:
+            if len(group) == 1:
+                return [exc]
+        outcomes: list[datetime | ChannelError] = []
+        for waiting in group:
+            try:
+                with map_errors(f"website {paths.item_file(waiting.pub.item_id)}"):
+                    outcomes += self._apply([(waiting.pub, waiting.withdrawn)], durable=True)
+            except ChannelError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _apply(self, pubs: Sequence[tuple[Publication, bool]], durable: bool) -> list[datetime]:
+        """Apply (publication, withdrawn) pairs under the site lock; nothing is kept if one fails.
+
+        Returns, for each, the time its pages went live, taken under the lock and one
+        microsecond apart in the order applied: confirmation times follow the order the lists
+        were appended in, which `rebuild` replays.
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with locked(self.state_dir / ".lock"):
             store = StateStore(self.state_dir, durable=durable)
             model = SiteModel(store, self.site_title, self.page_size)
             renderer = self._renderer(durable)
-            for pub in pubs:
-                gone = pub.action == "withdraw" if withdrawn is None else withdrawn
+            for pub, withdrawn in pubs:
                 released = release_date(pub) or datetime.now(SHANGHAI).date()
-                item = model.apply(pub, released.isoformat(), gone)
+                item = model.apply(pub, released.isoformat(), withdrawn)
                 if item is not None:
                     renderer.item_page(pub, item)
             renderer.render(model, model.dirty)
             self._write_stylesheet(durable)
             store.flush()  # after the pages: a crash re-runs the delivery, which redoes them
-            return datetime.now(UTC)
+            live = datetime.now(UTC)
+        return [live + timedelta(microseconds=i) for i in range(len(pubs))]
 
     def rebuild(self, publications: Iterable[Publication]) -> int:
         """Regenerate the site from `publications` (every delivered version, oldest first).

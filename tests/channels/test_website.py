@@ -3,11 +3,12 @@ withdrawals, escaping, incremental writes and a rebuild that gives the same byte
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from channels.base import (
 )
 from channels.files import map_errors
 from channels.site_fields import field_tables
-from channels.website import TEMPLATES_DIR, website_factory
+from channels.website import TEMPLATES_DIR, WebsiteChannel, website_factory
 from dispatcher.catalogue import domain_outline
 
 BASE_URL = "https://gk.example.gov.cn"
@@ -482,3 +483,61 @@ async def test_templates_dir_setting_is_used(site: Ctx, make_pub: MakePub, tmp_p
     await website_factory(ctx).publish(make_pub(title="<x>"))
 
     assert _read(ctx, "items/7.html") == "<p>&lt;x&gt; v1</p>"
+
+
+class _CountingSite(WebsiteChannel):
+    """Records the size of each group written (the channel's own hook point, not a library)."""
+
+    groups: list[int]
+
+    def _apply(self, pubs: Sequence[tuple[Publication, bool]], durable: bool) -> list[datetime]:
+        self.groups.append(len(pubs))
+        return super()._apply(pubs, durable)
+
+
+def _counting(ctx: ChannelContext) -> _CountingSite:
+    plain = website_factory(ctx)
+    site = _CountingSite(
+        Path(ctx.data_dir), plain.base_url, plain.templates_dir, plain.site_title, plain.domains
+    )
+    site.groups = []
+    return site
+
+
+async def test_a_burst_is_written_in_groups_and_every_item_is_listed_once(
+    site: Ctx, make_pub: MakePub
+) -> None:
+    ctx = site()
+    channel = _counting(ctx)
+
+    receipts = await asyncio.gather(
+        *(channel.publish(_numbered(make_pub, n)) for n in range(1, 31))
+    )
+
+    assert sum(channel.groups) == 30 and max(channel.groups) > 1  # one write carried several
+    times = [r.confirmed_at for r in receipts]
+    assert len(set(times)) == 30  # distinct: the order the lists were appended in
+    listed = _titles(_read(ctx, "all/page-1.html")) + _titles(_read(ctx, "all/page-2.html"))
+    assert sorted(listed) == sorted(f"第{n}号公告" for n in range(1, 31))
+    by_time = sorted(receipts, key=lambda r: r.confirmed_at or T0)
+    order = [
+        f"第{r.external_id.split('/')[1].split('.')[0]}号公告" for r in by_time if r.external_id
+    ]
+    assert _titles(_read(ctx, "all/page-1.html"))[::-1] == order[:20]  # oldest first
+
+
+async def test_one_bad_item_in_a_group_fails_alone(site: Ctx, make_pub: MakePub) -> None:
+    ctx = site()
+    channel = _counting(ctx)
+    await channel.publish(_numbered(make_pub, 1))
+    (Path(ctx.data_dir) / "state" / "website" / "items" / "1.json").write_text("{broken")
+
+    results = await asyncio.gather(
+        channel.publish(_numbered(make_pub, 1, version=2)),
+        *(channel.publish(_numbered(make_pub, n)) for n in range(2, 6)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], PermanentError) and "1.json" in str(results[0])
+    assert all(isinstance(r, Receipt) and r.confirmed_at for r in results[1:])
+    assert sorted(_titles(_read(ctx, "index.html"))) == sorted(f"第{n}号公告" for n in range(1, 6))
