@@ -5,6 +5,11 @@ another to record the outcome. Done one by one, those transactions (and the ledg
 each outcome takes) cost more than the jobs themselves. A `Batcher` collects requests for up to
 `max_wait` seconds or `max_size` requests and hands them to one call; each caller gets its own
 result, or the batch's exception.
+
+At most `concurrency` calls run at once (one, by default): requests that arrive meanwhile wait
+for a call to finish and then go together. Under load the batches grow by themselves to what
+arrives during one call, instead of many small calls competing for connections and locks;
+when idle a request waits no more than `max_wait`.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ class Batcher(Generic[In, Out]):
         handle: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
         max_size: int = 64,
         max_wait: float = 0.002,
+        concurrency: int = 1,
     ) -> None:
         self._handle = handle
         self._max_size = max_size
         self._max_wait = max_wait
+        self._concurrency = concurrency
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -44,14 +51,21 @@ class Batcher(Generic[In, Out]):
         return await future
 
     def _flush(self) -> None:
+        """Start a call for what is pending, unless `concurrency` calls are under way."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
+        while self._pending and len(self._running) < self._concurrency:
+            batch = self._pending[: self._max_size]
+            del self._pending[: self._max_size]
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._pending:  # they waited a whole call already: no more waiting for company
+            self._flush()
 
     async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
@@ -68,6 +82,7 @@ class Batcher(Generic[In, Out]):
                 future.set_result(result)
 
     async def drain(self) -> None:
-        """Run what is pending now and wait for every batch under way (at shutdown)."""
-        self._flush()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        """Run what is pending now and wait for every call under way (at shutdown)."""
+        while self._pending or self._running:
+            self._flush()
+            await asyncio.gather(*self._running, return_exceptions=True)

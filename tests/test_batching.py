@@ -53,3 +53,24 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     with pytest.raises(asyncio.CancelledError):
         await doomed
     await batcher.drain()
+
+
+async def test_requests_arriving_during_a_call_go_together_in_the_next() -> None:
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow(batch: Sequence[int]) -> list[int]:
+        calls.append(list(batch))
+        await release.wait()
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(slow, max_size=10, max_wait=0.001)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.01)  # the first call is under way, and stays so
+    later = [asyncio.create_task(batcher.submit(n)) for n in range(1, 4)]
+    await asyncio.sleep(0.01)  # well past max_wait: still no second call
+    assert calls == [[0]]
+    release.set()
+    assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
+    assert calls == [[0], [1, 2, 3]]
+    await batcher.drain()
