@@ -35,6 +35,7 @@ from dispatcher.models import (
     SUPERSEDED,
     TAKEN_DOWN,
     WITHDRAWN,
+    UTCDateTime,
     agencies,
     deliveries,
     item_versions,
@@ -79,36 +80,19 @@ async def claim_many(
     For each: a Claim, Later (not due yet, or an older version is in flight), or None when
     there is nothing to do (finished, leased by another worker, or skipped just now).
     """
-    unique = sorted(set(ids))
     decided: dict[int, Claim | Later | None] = {}
     async with transaction(engine) as conn:
-        found = await conn.execute(
-            sa.select(deliveries)
-            .where(deliveries.c.id.in_(unique))
-            .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
-            .with_for_update()
-        )
+        found = await conn.execute(_CLAIM_ROWS, {"ids": sorted(set(ids))})
         now = datetime.now(UTC)
-        rows = [r for r in found if _claimable(r, now)]
-        due = [r for r in rows if _early(r, now) is None]
-        decided.update({r.id: _early(r, now) for r in rows if r not in due})
-        info = await _items_and_versions(conn, due)
         skipped: list[ledger.Event] = []
-        leased: list[Any] = []
-        for row in due:
-            item = info[(row.item_id, row.version)]
-            decided[row.id] = await _decide(conn, row, item, now, skipped, leased)
+        leased: list[int] = []
+        for row in found:
+            if _claimable(row, now):
+                early = _early(row, now)
+                decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
         if leased:
-            await conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_([r.id for r in leased]))
-                .values(
-                    status=SENDING,
-                    attempts=deliveries.c.attempts + 1,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    updated_at=now,
-                )
-            )
+            lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
+            await conn.execute(_LEASE, lease)
         await ledger.append_many(conn, skipped)
     seen: set[int] = set()
     results: list[Claim | Later | None] = []
@@ -128,13 +112,13 @@ def _early(row: Any, now: datetime) -> Later | None:
 async def _decide(
     conn: AsyncConnection,
     row: Any,
-    item: Any,
     now: datetime,
     skipped: list[ledger.Event],
-    leased: list[Any],
+    leased: list[int],
 ) -> Claim | Later | None:
-    """Skip it, make it wait for an older delivery, or lease it (added to `leased`)."""
-    if row.action == "publish" and (item.status == SUPERSEDED or item.item_status == WITHDRAWN):
+    """Skip it, make it wait for an older delivery, or lease it (its id added to `leased`)."""
+    superseded = row.version_status == SUPERSEDED or row.item_status == WITHDRAWN
+    if row.action == "publish" and superseded:
         skipped.append(await _skip(conn, row, "superseded or withdrawn before it was sent", now))
         return None
     if await _older_in_flight(conn, row, now):
@@ -145,7 +129,7 @@ async def _decide(
         if receipt is None:
             skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
             return None
-    leased.append(row)
+    leased.append(row.id)
     return Claim(
         id=row.id,
         key=delivery_key(row.item_id, row.version, row.channel),
@@ -153,7 +137,7 @@ async def _decide(
         action=row.action,
         attempt=row.attempts + 1,
         confirming=row.status == CONFIRMING,
-        publication=_publication(row, item),
+        publication=_publication(row),
         receipt=receipt,
     )
 
@@ -164,28 +148,50 @@ def _claimable(row: Any, now: datetime) -> bool:
     return bool(row.status == SENDING and row.lease_until is not None and row.lease_until < now)
 
 
-_ITEM_COLUMNS = (
-    items.c.status.label("item_status"),
-    items.c.index_no,
-    items.c.agency_code,
-    items.c.domain,
-    items.c.category,
-    agencies.c.name.label("agency_name"),
+_CONTENT = (
+    "title", "summary", "body_html", "fields", "withheld", "formed_on", "changed_on", "decision",
+    "project_code", "region", "document_number", "keywords", "validity", "change_note",
+    "approved_at",
+)  # fmt: skip
+
+# A delivery with its version's content, its item's state and its agency's name: one row each.
+# Only the delivery rows are locked (PostgreSQL); SQLite's BEGIN IMMEDIATE locks the database.
+_CLAIM_ROWS = (
+    sa.select(
+        deliveries,
+        item_versions.c.status.label("version_status"),
+        *(item_versions.c[name] for name in _CONTENT),
+        items.c.status.label("item_status"),
+        items.c.index_no,
+        items.c.agency_code,
+        items.c.domain,
+        items.c.category,
+        agencies.c.name.label("agency_name"),
+    )
+    .join(
+        item_versions,
+        sa.and_(
+            item_versions.c.item_id == deliveries.c.item_id,
+            item_versions.c.version == deliveries.c.version,
+        ),
+    )
+    .join(items, items.c.id == deliveries.c.item_id)
+    .join(agencies, agencies.c.code == items.c.agency_code)
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
+    .with_for_update(of=deliveries)
 )
 
-
-async def _items_and_versions(conn: AsyncConnection, rows: list[Any]) -> dict[tuple[int, int], Any]:
-    """Each delivery's version with its item's state and agency name, in one query."""
-    if not rows:
-        return {}
-    keys = sorted({(r.item_id, r.version) for r in rows})
-    found = await conn.execute(
-        sa.select(item_versions, *_ITEM_COLUMNS)
-        .join(items, items.c.id == item_versions.c.item_id)
-        .join(agencies, agencies.c.code == items.c.agency_code)
-        .where(sa.tuple_(item_versions.c.item_id, item_versions.c.version).in_(keys))
+_LEASE = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(
+        status=SENDING,
+        attempts=deliveries.c.attempts + 1,
+        lease_until=sa.bindparam("until", type_=UTCDateTime()),
+        updated_at=sa.bindparam("now", type_=UTCDateTime()),
     )
-    return {(r.item_id, r.version): r for r in found}
+)
 
 
 async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
@@ -237,33 +243,33 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
     )
 
 
-def _publication(row: Any, version: Any) -> Publication:
-    """What the channel receives; `version` also carries its item's columns."""
+def _publication(row: Any) -> Publication:
+    """What the channel receives, from a `_CLAIM_ROWS` row."""
     return Publication(
         key=delivery_key(row.item_id, row.version, row.channel),
         item_id=row.item_id,
         version=row.version,
         action=row.action,
-        index_no=version.index_no,
-        agency_code=version.agency_code,
-        agency_name=version.agency_name,
-        domain=version.domain,
-        category=version.category,
-        title=version.title,
-        summary=version.summary,
-        body_html=version.body_html,
-        fields=version.fields,
-        withheld=tuple(version.withheld),
-        formed_on=version.formed_on,
-        changed_on=version.changed_on,
-        decision=version.decision,
-        project_code=version.project_code,
-        region=version.region,
-        document_number=version.document_number,
-        keywords=tuple(version.keywords),
-        validity=version.validity,
-        change_note=version.change_note,
-        approved_at=version.approved_at,
+        index_no=row.index_no,
+        agency_code=row.agency_code,
+        agency_name=row.agency_name,
+        domain=row.domain,
+        category=row.category,
+        title=row.title,
+        summary=row.summary,
+        body_html=row.body_html,
+        fields=row.fields,
+        withheld=tuple(row.withheld),
+        formed_on=row.formed_on,
+        changed_on=row.changed_on,
+        decision=row.decision,
+        project_code=row.project_code,
+        region=row.region,
+        document_number=row.document_number,
+        keywords=tuple(row.keywords),
+        validity=row.validity,
+        change_note=row.change_note,
+        approved_at=row.approved_at,
         steps=row.steps or {},
     )
 
@@ -302,32 +308,70 @@ async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[
     """Write attempts' outcomes and their ledger events in one transaction.
 
     Each row is written only if its claim still holds the lease (same state and attempt);
-    otherwise another worker took over and reports instead: False for that one.
+    otherwise another worker took over and reports instead: False for that one. Outcomes that
+    set the same columns (usually the whole batch) are written by one UPDATE.
     """
     now = datetime.now(UTC)
-    written: dict[int, bool] = {}
+    groups: dict[tuple[str, ...], list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(tuple(sorted(outcome.values)), []).append(outcome)
+    ok: dict[int, bool] = {}
     async with transaction(engine) as conn:
+        written: set[tuple[int, int]] = set()
+        for columns, group in groups.items():
+            written.update(await _write_outcomes(conn, columns, group, now))
         settled: list[ledger.Event] = []
-        for outcome in sorted(outcomes, key=lambda o: o.claim.id):  # one lock order
+        for outcome in sorted(outcomes, key=lambda o: o.claim.id):
             claim = outcome.claim
-            updated = await conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == claim.id,
-                    deliveries.c.status == SENDING,
-                    deliveries.c.attempts == claim.attempt,
-                )
-                .values(status=outcome.status, lease_until=None, updated_at=now, **outcome.values)
-            )
-            written[id(outcome)] = updated.rowcount == 1
-            if updated.rowcount == 1:
+            ok[id(outcome)] = (claim.id, claim.attempt) in written
+            written.discard((claim.id, claim.attempt))  # the same outcome twice counts once
+            if ok[id(outcome)]:
                 pub = claim.publication
                 data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
                 settled.append(
                     _event(pub.item_id, pub.version, claim.id, outcome.status, now, data)
                 )
         await ledger.append_many(conn, settled)
-    return [written[id(o)] for o in outcomes]
+    return [ok[id(o)] for o in outcomes]
+
+
+async def _write_outcomes(
+    conn: AsyncConnection, columns: tuple[str, ...], group: list[Outcome], now: datetime
+) -> set[tuple[int, int]]:
+    """One UPDATE ... FROM (VALUES ...) for outcomes setting `columns`; the (id, attempt) written.
+
+    The guard is per row: still `sending`, by the same attempt. The VALUES list is a CTE
+    because SQLite does not name a VALUES subquery's columns.
+    """
+    group = sorted(group, key=lambda o: o.claim.id)  # one lock order
+    table = sa.values(
+        sa.column("id", deliveries.c.id.type),
+        sa.column("attempt", deliveries.c.attempts.type),
+        sa.column("status", deliveries.c.status.type),
+        *(sa.column(name, deliveries.c[name].type) for name in columns),
+        name="outcome",
+    )
+    rows = [(o.claim.id, o.claim.attempt, o.status, *(o.values[c] for c in columns)) for o in group]
+    outcome = table.data(rows).cte("outcome")
+    new: dict[str, sa.ColumnElement[Any]] = {name: outcome.c[name] for name in columns}
+    if conn.dialect.name == "postgresql":  # a column of NULLs only would be typed text
+        new = {name: sa.cast(value, deliveries.c[name].type) for name, value in new.items()}
+    updated = await conn.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id == outcome.c.id,
+            deliveries.c.status == SENDING,
+            deliveries.c.attempts == outcome.c.attempt,
+        )
+        .values(
+            status=outcome.c.status,
+            lease_until=None,
+            updated_at=now,
+            **new,
+        )
+        .returning(deliveries.c.id, deliveries.c.attempts)
+    )
+    return {(row.id, row.attempts) for row in updated}
 
 
 def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
