@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from arq import Retry
 from arq.connections import ArqRedis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Channel, PermanentError, Receipt, RetryableError
@@ -59,10 +60,14 @@ class WorkerDeps:
         }
 
         async def claim(ids: Sequence[int]) -> list[Claim | Later | None]:
-            return await deliveries.claim_many(engine, ids, dispatch.lease_seconds)
+            return await _once_more_if_disconnected(
+                lambda: deliveries.claim_many(engine, ids, dispatch.lease_seconds)
+            )
 
         async def settle(outcomes: Sequence[deliveries.Outcome]) -> list[bool]:
-            return await deliveries.settle_many(engine, outcomes)
+            return await _once_more_if_disconnected(
+                lambda: deliveries.settle_many(engine, outcomes)
+            )
 
         return cls(settings, engine, channels, limits, closers, Batcher(claim), Batcher(settle))
 
@@ -71,6 +76,24 @@ class WorkerDeps:
 
 
 DEPS = "gongkai"
+T = TypeVar("T")
+
+
+async def _once_more_if_disconnected(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a batch; if its pooled connection was dead (the worker's engine does not ping
+    before use), run it again on a fresh one.
+
+    A second run is harmless: a claim that did commit leaves its rows leased (nothing to do
+    now; the sweeper sends them when the lease runs out), an outcome that did commit no longer
+    matches its guard and reports a lost lease, without a second ledger event.
+    """
+    try:
+        return await call()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost; running the batch again: %s", exc.orig)
+        return await call()
 
 
 def backoff(

@@ -57,7 +57,7 @@ def build_channels(
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     registry: Mapping[str, ChannelFactory] = ctx["registry"]
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pre_ping=False)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         channels = build_channels(settings, registry, session)
