@@ -11,6 +11,7 @@ withdrawal waits for an in-flight publication, then takes down what was publishe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -338,25 +339,32 @@ async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[
 async def _write_outcomes(
     conn: AsyncConnection, columns: tuple[str, ...], group: list[Outcome], now: datetime
 ) -> set[tuple[int, int]]:
-    """One UPDATE ... FROM (VALUES ...) for outcomes setting `columns`; the (id, attempt) written.
-
-    The guard is per row: still `sending`, by the same attempt. The VALUES list is a CTE
-    because SQLite does not name a VALUES subquery's columns.
-    """
+    """One UPDATE for outcomes that set `columns`; returns the (id, attempt) pairs written."""
     group = sorted(group, key=lambda o: o.claim.id)  # one lock order
-    table = sa.values(
-        sa.column("id", deliveries.c.id.type),
-        sa.column("attempt", deliveries.c.attempts.type),
-        sa.column("status", deliveries.c.status.type),
-        *(sa.column(name, deliveries.c[name].type) for name in columns),
-        name="outcome",
-    )
-    rows = [(o.claim.id, o.claim.attempt, o.status, *(o.values[c] for c in columns)) for o in group]
-    outcome = table.data(rows).cte("outcome")
-    new: dict[str, sa.ColumnElement[Any]] = {name: outcome.c[name] for name in columns}
-    if conn.dialect.name == "postgresql":  # a column of NULLs only would be typed text
-        new = {name: sa.cast(value, deliveries.c[name].type) for name, value in new.items()}
-    updated = await conn.execute(
+    params: dict[str, Any] = {"now": now}
+    for i, o in enumerate(group):
+        params.update({f"o{i}_id": o.claim.id, f"o{i}_attempt": o.claim.attempt})
+        params.update({f"o{i}_status": o.status}, **{f"o{i}_{c}": o.values[c] for c in columns})
+    updated = await conn.execute(_outcome_update(columns, len(group)), params)
+    return {(row.id, row.attempts) for row in updated}
+
+
+@functools.lru_cache(maxsize=256)
+def _outcome_update(columns: tuple[str, ...], size: int) -> sa.Update:
+    """UPDATE deliveries FROM (`size` rows of outcomes, as bound parameters), guarded per row:
+    still `sending`, by the same attempt. Built once per shape, so compiled once too.
+
+    The rows are a CTE of SELECTs, as SQLite cannot name a VALUES subquery's columns and a
+    VALUES construct is compiled afresh every time.
+    """
+    fields = {"id": deliveries.c.id, "attempt": deliveries.c.attempts}
+    fields.update({name: deliveries.c[name] for name in ("status", *columns)})
+    rows = [
+        sa.select(*(sa.bindparam(f"o{i}_{n}", type_=c.type).label(n) for n, c in fields.items()))
+        for i in range(size)
+    ]
+    outcome = (sa.union_all(*rows) if size > 1 else rows[0]).cte("outcome")
+    return (
         deliveries.update()
         .where(
             deliveries.c.id == outcome.c.id,
@@ -366,12 +374,11 @@ async def _write_outcomes(
         .values(
             status=outcome.c.status,
             lease_until=None,
-            updated_at=now,
-            **new,
+            updated_at=sa.bindparam("now", type_=UTCDateTime()),
+            **{name: outcome.c[name] for name in columns},
         )
         .returning(deliveries.c.id, deliveries.c.attempts)
     )
-    return {(row.id, row.attempts) for row in updated}
 
 
 def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
