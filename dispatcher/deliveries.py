@@ -81,26 +81,61 @@ async def claim_many(
     For each: a Claim, Later (not due yet, or an older version is in flight), or None when
     there is nothing to do (finished, leased by another worker, or skipped just now).
     """
-    decided: dict[int, Claim | Later | None] = {}
+    return (await settle_and_claim(engine, [], ids, lease_seconds))[1]
+
+
+async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Write attempts' outcomes and their ledger events in one transaction.
+
+    Each row is written only if its claim still holds the lease (same state and attempt);
+    otherwise another worker took over and reports instead: False for that one.
+    """
+    return (await settle_and_claim(engine, outcomes, [], 0))[0]
+
+
+async def settle_and_claim(
+    engine: AsyncEngine, outcomes: Sequence[Outcome], ids: Sequence[int], lease_seconds: int
+) -> tuple[list[bool], list[Claim | Later | None]]:
+    """`settle_many` then `claim_many`, in one transaction with one ledger append.
+
+    A worker's jobs need both all the time; sharing the transaction halves the commits and the
+    ledger head locks. The outcomes come first, so a claim of a row settled in the same batch
+    sees its new state. Their rows are leased to this worker: another batch locks them only once
+    the lease ran out, so the two lock orders (outcomes, then claims by id) cannot cross in
+    practice; PostgreSQL would break such a deadlock by failing one batch, whose rows are sent
+    again after their lease.
+    """
+    if not outcomes and not ids:
+        return [], []
+    now = datetime.now(UTC)
     async with transaction(engine) as conn:
-        found = await conn.execute(_CLAIM_ROWS, {"ids": sorted(set(ids))})
-        now = datetime.now(UTC)
-        skipped: list[ledger.Event] = []
-        leased: list[int] = []
-        for row in found:
-            if _claimable(row, now):
-                early = _early(row, now)
-                decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
-        if leased:
-            lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
-            await conn.execute(_LEASE, lease)
-        await ledger.append_many(conn, skipped)
+        written, events = await _settle(conn, outcomes, now) if outcomes else ([], [])
+        claims, skipped = await _claim(conn, ids, lease_seconds, now) if ids else ([], [])
+        await ledger.append_many(conn, events + skipped)
+    return written, claims
+
+
+async def _claim(
+    conn: AsyncConnection, ids: Sequence[int], lease_seconds: int, now: datetime
+) -> tuple[list[Claim | Later | None], list[ledger.Event]]:
+    """Lease what is due among `ids` (see `claim_many`); also the events of those skipped."""
+    decided: dict[int, Claim | Later | None] = {}
+    found = await conn.execute(_CLAIM_ROWS, {"ids": sorted(set(ids))})
+    skipped: list[ledger.Event] = []
+    leased: list[int] = []
+    for row in found:
+        if _claimable(row, now):
+            early = _early(row, now)
+            decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
+    if leased:
+        lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
+        await conn.execute(_LEASE, lease)
     seen: set[int] = set()
     results: list[Claim | Later | None] = []
     for delivery_id in ids:  # a duplicate request in one batch gets nothing to do
         results.append(None if delivery_id in seen else decided.get(delivery_id))
         seen.add(delivery_id)
-    return results
+    return results, skipped
 
 
 def _early(row: Any, now: datetime) -> Later | None:
@@ -305,35 +340,30 @@ class Outcome:
     data: dict[str, Any]
 
 
-async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
-    """Write attempts' outcomes and their ledger events in one transaction.
+async def _settle(
+    conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+) -> tuple[list[bool], list[ledger.Event]]:
+    """Write outcomes (see `settle_many`); also the events of those written.
 
-    Each row is written only if its claim still holds the lease (same state and attempt);
-    otherwise another worker took over and reports instead: False for that one. Outcomes that
-    set the same columns (usually the whole batch) are written by one UPDATE.
+    Outcomes that set the same columns (usually the whole batch) are written by one UPDATE.
     """
-    now = datetime.now(UTC)
     groups: dict[tuple[str, ...], list[Outcome]] = {}
     for outcome in outcomes:
         groups.setdefault(tuple(sorted(outcome.values)), []).append(outcome)
+    written: set[tuple[int, int]] = set()
+    for columns, group in groups.items():
+        written.update(await _write_outcomes(conn, columns, group, now))
     ok: dict[int, bool] = {}
-    async with transaction(engine) as conn:
-        written: set[tuple[int, int]] = set()
-        for columns, group in groups.items():
-            written.update(await _write_outcomes(conn, columns, group, now))
-        settled: list[ledger.Event] = []
-        for outcome in sorted(outcomes, key=lambda o: o.claim.id):
-            claim = outcome.claim
-            ok[id(outcome)] = (claim.id, claim.attempt) in written
-            written.discard((claim.id, claim.attempt))  # the same outcome twice counts once
-            if ok[id(outcome)]:
-                pub = claim.publication
-                data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
-                settled.append(
-                    _event(pub.item_id, pub.version, claim.id, outcome.status, now, data)
-                )
-        await ledger.append_many(conn, settled)
-    return [ok[id(o)] for o in outcomes]
+    settled: list[ledger.Event] = []
+    for outcome in sorted(outcomes, key=lambda o: o.claim.id):
+        claim = outcome.claim
+        ok[id(outcome)] = (claim.id, claim.attempt) in written
+        written.discard((claim.id, claim.attempt))  # the same outcome twice counts once
+        if ok[id(outcome)]:
+            pub = claim.publication
+            data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
+            settled.append(_event(pub.item_id, pub.version, claim.id, outcome.status, now, data))
+    return [ok[id(o)] for o in outcomes], settled
 
 
 async def _write_outcomes(

@@ -13,7 +13,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from arq import Retry
 from arq.connections import ArqRedis
@@ -29,12 +29,17 @@ from dispatcher.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# What a job asks of the batches: a delivery id to claim, or an attempt's outcome to record.
+Request = int | deliveries.Outcome
+Answer = Claim | Later | None | bool
+
+
 @dataclass
 class WorkerDeps:
     """What every job uses, built once when the worker starts (held in the arq ctx).
 
-    Claims and outcomes of concurrent jobs go through batchers: one transaction (and one ledger
-    append) serves many deliveries.
+    Claims and outcomes of concurrent jobs go through one batcher: one transaction (and one
+    ledger append) serves many deliveries, those starting and those finishing alike.
     """
 
     settings: Settings
@@ -42,8 +47,7 @@ class WorkerDeps:
     channels: dict[str, Channel]
     limits: dict[str, asyncio.Semaphore]
     closers: list[Any]
-    claims: Batcher[int, Claim | Later | None]
-    outcomes: Batcher[deliveries.Outcome, bool]
+    batches: Batcher[Request, Answer]
 
     @classmethod
     def build(
@@ -59,20 +63,23 @@ class WorkerDeps:
             for name in channels
         }
 
-        async def claim(ids: Sequence[int]) -> list[Claim | Later | None]:
-            return await _once_more_if_disconnected(
-                lambda: deliveries.claim_many(engine, ids, dispatch.lease_seconds)
+        async def run(requests: Sequence[Request]) -> list[Answer]:
+            outcomes = [r for r in requests if isinstance(r, deliveries.Outcome)]
+            ids = [r for r in requests if isinstance(r, int)]
+            written, claims = await _once_more_if_disconnected(
+                lambda: deliveries.settle_and_claim(engine, outcomes, ids, dispatch.lease_seconds)
             )
+            claimed, recorded = iter(claims), iter(written)
+            return [next(claimed) if isinstance(r, int) else next(recorded) for r in requests]
 
-        async def settle(outcomes: Sequence[deliveries.Outcome]) -> list[bool]:
-            return await _once_more_if_disconnected(
-                lambda: deliveries.settle_many(engine, outcomes)
-            )
+        return cls(settings, engine, channels, limits, closers, Batcher(run))
 
-        return cls(settings, engine, channels, limits, closers, Batcher(claim), Batcher(settle))
+    async def claim(self, delivery_id: int) -> Claim | Later | None:
+        return cast(Claim | Later | None, await self.batches.submit(delivery_id))
 
     async def record(self, outcome: deliveries.Outcome) -> bool:
-        return await self.outcomes.submit(outcome)
+        """Write an attempt's outcome; False if its claim had lost the lease."""
+        return cast(bool, await self.batches.submit(outcome))
 
 
 DEPS = "gongkai"
@@ -108,7 +115,7 @@ def backoff(
 async def deliver(ctx: dict[str, Any], delivery_id: int) -> str:
     """Send one delivery: claim it, call its channel, record the outcome."""
     deps: WorkerDeps = ctx[DEPS]
-    outcome = await deps.claims.submit(delivery_id)
+    outcome = await deps.claim(delivery_id)
     if outcome is None:
         return "nothing to do"
     if isinstance(outcome, Later):

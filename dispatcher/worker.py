@@ -72,8 +72,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     deps: jobs.WorkerDeps | None = ctx.get(jobs.DEPS)
     if deps is None:
         return
-    await deps.claims.drain()
-    await deps.outcomes.drain()
+    await deps.batches.drain()
     for close in deps.closers:
         await close()
     await deps.engine.dispose()

@@ -14,9 +14,11 @@ from dispatcher.accounts import Actor
 from dispatcher.db import transaction
 from dispatcher.deliveries import (
     Claim,
+    Later,
     claim_many,
     failure_outcome,
     receipt_outcome,
+    settle_and_claim,
     settle_many,
 )
 from dispatcher.models import FAILED, PUBLISHED, SENDING, deliveries, events
@@ -116,3 +118,23 @@ async def test_a_claim_batch_leases_each_row_once(
     assert isinstance(claim, Claim)
     assert claim.publication.agency_name == "示范市公共资源交易中心"
     assert claim.publication.title == bid_candidates()["title"]
+
+
+async def test_one_batch_settles_first_then_claims_and_appends_once(
+    engine: AsyncEngine, settings: Settings, agencies: list[str]
+) -> None:
+    ids = await approved_deliveries(engine, settings, 2)
+    first = await claim_many(engine, ids[:2], lease_seconds=60)
+    assert all(isinstance(c, Claim) for c in first)
+    retry_at = datetime.now(UTC) + timedelta(minutes=5)
+    outcomes = [failure_outcome(first[0], "RetryableError: 503", retry_at)]  # type: ignore[arg-type]
+    async with engine.connect() as conn:
+        head = (await ledger.verify(conn)).checked
+    written, claims = await settle_and_claim(engine, outcomes, [ids[0], ids[1], ids[2]], 60)
+    assert written == [True]
+    later, leased, claim = claims
+    assert isinstance(later, Later) and later.delay > 200  # sees the retry time just written
+    assert leased is None  # still leased to the first claim
+    assert isinstance(claim, Claim) and claim.id == ids[2]
+    async with engine.connect() as conn:
+        assert (await ledger.verify(conn)).checked == head + 1  # the outcome's event

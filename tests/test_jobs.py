@@ -26,7 +26,7 @@ async def test_a_batch_whose_connection_died_runs_again_on_a_fresh_one(
             pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
         async with engine.connect() as conn:  # ... is dropped by the server
             await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        claim = await deps.claims.submit(ids[0])
+        claim = await deps.claim(ids[0])
         assert isinstance(claim, Claim) and claim.attempt == 1
     finally:
         await worker_engine.dispose()
