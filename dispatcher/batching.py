@@ -3,13 +3,13 @@
 A worker runs many `deliver` jobs at once; each needs a short transaction to claim its row and
 another to record the outcome. Done one by one, those transactions (and the ledger head lock
 each outcome takes) cost more than the jobs themselves. A `Batcher` collects requests for up to
-`max_wait` seconds or `max_size` requests and hands them to one call; each caller gets its own
-result, or the batch's exception.
+`max_wait` seconds from the first one, or until there are `max_size`, and hands them to one
+call; each caller gets its own result, or the batch's exception.
 
-At most `concurrency` calls run at once (one, by default): requests that arrive meanwhile wait
-for a call to finish and then go together. Under load the batches grow by themselves to what
-arrives during one call, instead of many small calls competing for connections and locks;
-when idle a request waits no more than `max_wait`.
+At most `concurrency` calls run at once (one, by default). A batch that is ready while they run
+goes when one finishes, with whatever arrived meanwhile: a request waits at most `max_wait`
+plus one call, and under load the batches grow instead of many small calls competing for
+connections, locks and the CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Batcher(Generic[In, Out]):
         self._max_wait = max_wait
         self._concurrency = concurrency
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
+        self._ready = False  # the pending requests waited long enough, or are a full batch
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
 
@@ -45,27 +46,34 @@ class Batcher(Generic[In, Out]):
         future: asyncio.Future[Out] = loop.create_future()
         self._pending.append((request, future))
         if len(self._pending) >= self._max_size:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._max_wait, self._flush)
+            self._ready = True
+        elif not self._ready and self._timer is None:
+            self._timer = loop.call_later(self._max_wait, self._expire)
+        self._start()
         return await future
 
-    def _flush(self) -> None:
-        """Start a call for what is pending, unless `concurrency` calls are under way."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._pending and len(self._running) < self._concurrency:
+    def _expire(self) -> None:
+        self._timer = None
+        self._ready = True
+        self._start()
+
+    def _start(self) -> None:
+        """Start calls for the ready requests, as far as `concurrency` allows."""
+        while self._ready and self._pending and len(self._running) < self._concurrency:
             batch = self._pending[: self._max_size]
             del self._pending[: self._max_size]
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._done)
+        if not self._pending:  # the next request starts a new wait
+            self._ready = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        if self._pending:  # they waited a whole call already: no more waiting for company
-            self._flush()
+        self._start()
 
     async def _run(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
@@ -84,5 +92,6 @@ class Batcher(Generic[In, Out]):
     async def drain(self) -> None:
         """Run what is pending now and wait for every call under way (at shutdown)."""
         while self._pending or self._running:
-            self._flush()
+            self._ready = bool(self._pending)
+            self._start()
             await asyncio.gather(*self._running, return_exceptions=True)
