@@ -29,8 +29,14 @@ class DatabaseError(RuntimeError):
     """The database URL cannot be used."""
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://)."""
+def create_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
+    """An async engine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://).
+
+    `pre_ping` tests each PostgreSQL connection when it leaves the pool: one more round trip
+    per transaction. The worker goes without, and retries a batch once whose connection turned
+    out to be dead (`jobs.WorkerDeps`). The pool hands out the most recently used connection
+    first, whose prepared statements are warm.
+    """
     parsed = make_url(url)
     if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql+asyncpg")
@@ -40,7 +46,9 @@ def create_engine(url: str) -> AsyncEngine:
         raise DatabaseError(f"unsupported database {parsed.drivername!r}: use SQLite or PostgreSQL")
     if parsed.drivername.startswith("sqlite"):
         return _sqlite_engine(parsed.database or "")
-    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        parsed, pool_size=10, max_overflow=10, pool_pre_ping=pre_ping, pool_use_lifo=True
+    )
 
 
 def _sqlite_engine(database: str) -> AsyncEngine:

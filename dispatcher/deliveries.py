@@ -11,6 +11,7 @@ withdrawal waits for an in-flight publication, then takes down what was publishe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from dispatcher.models import (
     SUPERSEDED,
     TAKEN_DOWN,
     WITHDRAWN,
+    UTCDateTime,
     agencies,
     deliveries,
     item_versions,
@@ -80,43 +82,61 @@ async def claim_many(
     For each: a Claim, Later (not due yet, or an older version is in flight), or None when
     there is nothing to do (finished, leased by another worker, or skipped just now).
     """
-    unique = sorted(set(ids))
-    decided: dict[int, Claim | Later | None] = {}
+    return (await settle_and_claim(engine, [], ids, lease_seconds))[1]
+
+
+async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Write attempts' outcomes and their ledger events in one transaction.
+
+    Each row is written only if its claim still holds the lease (same state and attempt);
+    otherwise another worker took over and reports instead: False for that one.
+    """
+    return (await settle_and_claim(engine, outcomes, [], 0))[0]
+
+
+async def settle_and_claim(
+    engine: AsyncEngine, outcomes: Sequence[Outcome], ids: Sequence[int], lease_seconds: int
+) -> tuple[list[bool], list[Claim | Later | None]]:
+    """`settle_many` then `claim_many`, in one transaction with one ledger append.
+
+    A worker's jobs need both all the time; sharing the transaction halves the commits and the
+    ledger head locks. The outcomes come first, so a claim of a row settled in the same batch
+    sees its new state. Their rows are leased to this worker: another batch locks them only once
+    the lease ran out, so the two lock orders (outcomes, then claims by id) cannot cross in
+    practice; PostgreSQL would break such a deadlock by failing one batch, whose rows are sent
+    again after their lease.
+    """
+    if not outcomes and not ids:
+        return [], []
+    now = datetime.now(UTC)
     async with transaction(engine) as conn:
-        found = await conn.execute(
-            sa.select(deliveries)
-            .where(deliveries.c.id.in_(unique))
-            .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
-            .with_for_update()
-        )
-        now = datetime.now(UTC)
-        rows = [r for r in found if _claimable(r, now)]
-        due = [r for r in rows if _early(r, now) is None]
-        decided.update({r.id: _early(r, now) for r in rows if r not in due})
-        info = await _items_and_versions(conn, due)
-        skipped: list[ledger.Event] = []
-        leased: list[Any] = []
-        for row in due:
-            item = info[(row.item_id, row.version)]
-            decided[row.id] = await _decide(conn, row, item, now, skipped, leased)
-        if leased:
-            await conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_([r.id for r in leased]))
-                .values(
-                    status=SENDING,
-                    attempts=deliveries.c.attempts + 1,
-                    lease_until=now + timedelta(seconds=lease_seconds),
-                    updated_at=now,
-                )
-            )
-        await ledger.append_many(conn, skipped)
+        written, events = await _settle(conn, outcomes, now) if outcomes else ([], [])
+        claims, skipped = await _claim(conn, ids, lease_seconds, now) if ids else ([], [])
+        await ledger.append_many(conn, events + skipped)
+    return written, claims
+
+
+async def _claim(
+    conn: AsyncConnection, ids: Sequence[int], lease_seconds: int, now: datetime
+) -> tuple[list[Claim | Later | None], list[ledger.Event]]:
+    """Lease what is due among `ids` (see `claim_many`); also the events of those skipped."""
+    decided: dict[int, Claim | Later | None] = {}
+    found = await conn.execute(_CLAIM_ROWS, {"ids": sorted(set(ids))})
+    skipped: list[ledger.Event] = []
+    leased: list[int] = []
+    for row in found:
+        if _claimable(row, now):
+            early = _early(row, now)
+            decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
+    if leased:
+        lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
+        await conn.execute(_LEASE, lease)
     seen: set[int] = set()
     results: list[Claim | Later | None] = []
     for delivery_id in ids:  # a duplicate request in one batch gets nothing to do
         results.append(None if delivery_id in seen else decided.get(delivery_id))
         seen.add(delivery_id)
-    return results
+    return results, skipped
 
 
 def _early(row: Any, now: datetime) -> Later | None:
@@ -129,13 +149,13 @@ def _early(row: Any, now: datetime) -> Later | None:
 async def _decide(
     conn: AsyncConnection,
     row: Any,
-    item: Any,
     now: datetime,
     skipped: list[ledger.Event],
-    leased: list[Any],
+    leased: list[int],
 ) -> Claim | Later | None:
-    """Skip it, make it wait for an older delivery, or lease it (added to `leased`)."""
-    if row.action == "publish" and (item.status == SUPERSEDED or item.item_status == WITHDRAWN):
+    """Skip it, make it wait for an older delivery, or lease it (its id added to `leased`)."""
+    superseded = row.version_status == SUPERSEDED or row.item_status == WITHDRAWN
+    if row.action == "publish" and superseded:
         skipped.append(await _skip(conn, row, "superseded or withdrawn before it was sent", now))
         return None
     if await _older_in_flight(conn, row, now):
@@ -146,7 +166,7 @@ async def _decide(
         if receipt is None:
             skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
             return None
-    leased.append(row)
+    leased.append(row.id)
     return Claim(
         id=row.id,
         key=delivery_key(row.item_id, row.version, row.channel),
@@ -154,7 +174,7 @@ async def _decide(
         action=row.action,
         attempt=row.attempts + 1,
         confirming=row.status == CONFIRMING,
-        publication=_publication(row, item),
+        publication=_publication(row),
         receipt=receipt,
     )
 
@@ -165,28 +185,50 @@ def _claimable(row: Any, now: datetime) -> bool:
     return bool(row.status == SENDING and row.lease_until is not None and row.lease_until < now)
 
 
-_ITEM_COLUMNS = (
-    items.c.status.label("item_status"),
-    items.c.index_no,
-    items.c.agency_code,
-    items.c.domain,
-    items.c.category,
-    agencies.c.name.label("agency_name"),
+_CONTENT = (
+    "title", "summary", "body_html", "fields", "withheld", "formed_on", "changed_on", "decision",
+    "project_code", "region", "document_number", "keywords", "validity", "change_note",
+    "approved_at",
+)  # fmt: skip
+
+# A delivery with its version's content, its item's state and its agency's name: one row each.
+# Only the delivery rows are locked (PostgreSQL); SQLite's BEGIN IMMEDIATE locks the database.
+_CLAIM_ROWS = (
+    sa.select(
+        deliveries,
+        item_versions.c.status.label("version_status"),
+        *(item_versions.c[name] for name in _CONTENT),
+        items.c.status.label("item_status"),
+        items.c.index_no,
+        items.c.agency_code,
+        items.c.domain,
+        items.c.category,
+        agencies.c.name.label("agency_name"),
+    )
+    .join(
+        item_versions,
+        sa.and_(
+            item_versions.c.item_id == deliveries.c.item_id,
+            item_versions.c.version == deliveries.c.version,
+        ),
+    )
+    .join(items, items.c.id == deliveries.c.item_id)
+    .join(agencies, agencies.c.code == items.c.agency_code)
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
+    .with_for_update(of=deliveries)
 )
 
-
-async def _items_and_versions(conn: AsyncConnection, rows: list[Any]) -> dict[tuple[int, int], Any]:
-    """Each delivery's version with its item's state and agency name, in one query."""
-    if not rows:
-        return {}
-    keys = sorted({(r.item_id, r.version) for r in rows})
-    found = await conn.execute(
-        sa.select(item_versions, *_ITEM_COLUMNS)
-        .join(items, items.c.id == item_versions.c.item_id)
-        .join(agencies, agencies.c.code == items.c.agency_code)
-        .where(sa.tuple_(item_versions.c.item_id, item_versions.c.version).in_(keys))
+_LEASE = (
+    deliveries.update()
+    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(
+        status=SENDING,
+        attempts=deliveries.c.attempts + 1,
+        lease_until=sa.bindparam("until", type_=UTCDateTime()),
+        updated_at=sa.bindparam("now", type_=UTCDateTime()),
     )
-    return {(r.item_id, r.version): r for r in found}
+)
 
 
 async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
@@ -238,33 +280,33 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
     )
 
 
-def _publication(row: Any, version: Any) -> Publication:
-    """What the channel receives; `version` also carries its item's columns."""
+def _publication(row: Any) -> Publication:
+    """What the channel receives, from a `_CLAIM_ROWS` row."""
     return Publication(
         key=delivery_key(row.item_id, row.version, row.channel),
         item_id=row.item_id,
         version=row.version,
         action=row.action,
-        index_no=version.index_no,
-        agency_code=version.agency_code,
-        agency_name=version.agency_name,
-        domain=version.domain,
-        category=version.category,
-        title=version.title,
-        summary=version.summary,
-        body_html=version.body_html,
-        fields=version.fields,
-        withheld=tuple(version.withheld),
-        formed_on=version.formed_on,
-        changed_on=version.changed_on,
-        decision=version.decision,
-        project_code=version.project_code,
-        region=version.region,
-        document_number=version.document_number,
-        keywords=tuple(version.keywords),
-        validity=version.validity,
-        change_note=version.change_note,
-        approved_at=version.approved_at,
+        index_no=row.index_no,
+        agency_code=row.agency_code,
+        agency_name=row.agency_name,
+        domain=row.domain,
+        category=row.category,
+        title=row.title,
+        summary=row.summary,
+        body_html=row.body_html,
+        fields=row.fields,
+        withheld=tuple(row.withheld),
+        formed_on=row.formed_on,
+        changed_on=row.changed_on,
+        decision=row.decision,
+        project_code=row.project_code,
+        region=row.region,
+        document_number=row.document_number,
+        keywords=tuple(row.keywords),
+        validity=row.validity,
+        change_note=row.change_note,
+        approved_at=row.approved_at,
         steps=row.steps or {},
         **catalogue_labels(version.domain, version.category),
     )
@@ -300,36 +342,75 @@ class Outcome:
     data: dict[str, Any]
 
 
-async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
-    """Write attempts' outcomes and their ledger events in one transaction.
+async def _settle(
+    conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+) -> tuple[list[bool], list[ledger.Event]]:
+    """Write outcomes (see `settle_many`); also the events of those written.
 
-    Each row is written only if its claim still holds the lease (same state and attempt);
-    otherwise another worker took over and reports instead: False for that one.
+    Outcomes that set the same columns (usually the whole batch) are written by one UPDATE.
     """
-    now = datetime.now(UTC)
-    written: dict[int, bool] = {}
-    async with transaction(engine) as conn:
-        settled: list[ledger.Event] = []
-        for outcome in sorted(outcomes, key=lambda o: o.claim.id):  # one lock order
-            claim = outcome.claim
-            updated = await conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == claim.id,
-                    deliveries.c.status == SENDING,
-                    deliveries.c.attempts == claim.attempt,
-                )
-                .values(status=outcome.status, lease_until=None, updated_at=now, **outcome.values)
-            )
-            written[id(outcome)] = updated.rowcount == 1
-            if updated.rowcount == 1:
-                pub = claim.publication
-                data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
-                settled.append(
-                    _event(pub.item_id, pub.version, claim.id, outcome.status, now, data)
-                )
-        await ledger.append_many(conn, settled)
-    return [written[id(o)] for o in outcomes]
+    groups: dict[tuple[str, ...], list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(tuple(sorted(outcome.values)), []).append(outcome)
+    written: set[tuple[int, int]] = set()
+    for columns, group in groups.items():
+        written.update(await _write_outcomes(conn, columns, group, now))
+    ok: dict[int, bool] = {}
+    settled: list[ledger.Event] = []
+    for outcome in sorted(outcomes, key=lambda o: o.claim.id):
+        claim = outcome.claim
+        ok[id(outcome)] = (claim.id, claim.attempt) in written
+        written.discard((claim.id, claim.attempt))  # the same outcome twice counts once
+        if ok[id(outcome)]:
+            pub = claim.publication
+            data = {"channel": claim.channel, "attempt": claim.attempt, **outcome.data}
+            settled.append(_event(pub.item_id, pub.version, claim.id, outcome.status, now, data))
+    return [ok[id(o)] for o in outcomes], settled
+
+
+async def _write_outcomes(
+    conn: AsyncConnection, columns: tuple[str, ...], group: list[Outcome], now: datetime
+) -> set[tuple[int, int]]:
+    """One UPDATE for outcomes that set `columns`; returns the (id, attempt) pairs written."""
+    group = sorted(group, key=lambda o: o.claim.id)  # one lock order
+    params: dict[str, Any] = {"now": now}
+    for i, o in enumerate(group):
+        params.update({f"o{i}_id": o.claim.id, f"o{i}_attempt": o.claim.attempt})
+        params.update({f"o{i}_status": o.status}, **{f"o{i}_{c}": o.values[c] for c in columns})
+    updated = await conn.execute(_outcome_update(columns, len(group)), params)
+    return {(row.id, row.attempts) for row in updated}
+
+
+@functools.lru_cache(maxsize=256)
+def _outcome_update(columns: tuple[str, ...], size: int) -> sa.Update:
+    """UPDATE deliveries FROM (`size` rows of outcomes, as bound parameters), guarded per row:
+    still `sending`, by the same attempt. Built once per shape, so compiled once too.
+
+    The rows are a CTE of SELECTs, as SQLite cannot name a VALUES subquery's columns and a
+    VALUES construct is compiled afresh every time.
+    """
+    fields = {"id": deliveries.c.id, "attempt": deliveries.c.attempts}
+    fields.update({name: deliveries.c[name] for name in ("status", *columns)})
+    rows = [
+        sa.select(*(sa.bindparam(f"o{i}_{n}", type_=c.type).label(n) for n, c in fields.items()))
+        for i in range(size)
+    ]
+    outcome = (sa.union_all(*rows) if size > 1 else rows[0]).cte("outcome")
+    return (
+        deliveries.update()
+        .where(
+            deliveries.c.id == outcome.c.id,
+            deliveries.c.status == SENDING,
+            deliveries.c.attempts == outcome.c.attempt,
+        )
+        .values(
+            status=outcome.c.status,
+            lease_until=None,
+            updated_at=sa.bindparam("now", type_=UTCDateTime()),
+            **{name: outcome.c[name] for name in columns},
+        )
+        .returning(deliveries.c.id, deliveries.c.attempts)
+    )
 
 
 def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:

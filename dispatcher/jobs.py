@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from arq import Retry
 from arq.connections import ArqRedis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Channel, PermanentError, Receipt, RetryableError
@@ -28,12 +29,23 @@ from dispatcher.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# How long a batch waits for more requests. Each batch costs a transaction and a ledger append
+# whatever its size, and arq starts a worker's jobs one by one (a few Redis round trips each):
+# without waiting, a busy worker's batches held 2 or 3 deliveries; at 10 ms, 5 or 6 (claims and
+# outcomes, 11 requests), for at most 10 ms more on each claim and each outcome.
+BATCH_WAIT = 0.01
+
+# What a job asks of the batches: a delivery id to claim, or an attempt's outcome to record.
+Request = int | deliveries.Outcome
+Answer = Claim | Later | None | bool
+
+
 @dataclass
 class WorkerDeps:
     """What every job uses, built once when the worker starts (held in the arq ctx).
 
-    Claims and outcomes of concurrent jobs go through batchers: one transaction (and one ledger
-    append) serves many deliveries.
+    Claims and outcomes of concurrent jobs go through one batcher: one transaction (and one
+    ledger append) serves many deliveries, those starting and those finishing alike.
     """
 
     settings: Settings
@@ -41,8 +53,7 @@ class WorkerDeps:
     channels: dict[str, Channel]
     limits: dict[str, asyncio.Semaphore]
     closers: list[Any]
-    claims: Batcher[int, Claim | Later | None]
-    outcomes: Batcher[deliveries.Outcome, bool]
+    batches: Batcher[Request, Answer]
 
     @classmethod
     def build(
@@ -58,19 +69,45 @@ class WorkerDeps:
             for name in channels
         }
 
-        async def claim(ids: Sequence[int]) -> list[Claim | Later | None]:
-            return await deliveries.claim_many(engine, ids, dispatch.lease_seconds)
+        async def run(requests: Sequence[Request]) -> list[Answer]:
+            outcomes = [r for r in requests if isinstance(r, deliveries.Outcome)]
+            ids = [r for r in requests if isinstance(r, int)]
+            written, claims = await _once_more_if_disconnected(
+                lambda: deliveries.settle_and_claim(engine, outcomes, ids, dispatch.lease_seconds)
+            )
+            claimed, recorded = iter(claims), iter(written)
+            return [next(claimed) if isinstance(r, int) else next(recorded) for r in requests]
 
-        async def settle(outcomes: Sequence[deliveries.Outcome]) -> list[bool]:
-            return await deliveries.settle_many(engine, outcomes)
+        batches = Batcher(run, max_wait=BATCH_WAIT)
+        return cls(settings, engine, channels, limits, closers, batches)
 
-        return cls(settings, engine, channels, limits, closers, Batcher(claim), Batcher(settle))
+    async def claim(self, delivery_id: int) -> Claim | Later | None:
+        return cast(Claim | Later | None, await self.batches.submit(delivery_id))
 
     async def record(self, outcome: deliveries.Outcome) -> bool:
-        return await self.outcomes.submit(outcome)
+        """Write an attempt's outcome; False if its claim had lost the lease."""
+        return cast(bool, await self.batches.submit(outcome))
 
 
 DEPS = "gongkai"
+T = TypeVar("T")
+
+
+async def _once_more_if_disconnected(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a batch; if its pooled connection was dead (the worker's engine does not ping
+    before use), run it again on a fresh one.
+
+    A second run is harmless: a claim that did commit leaves its rows leased (nothing to do
+    now; the sweeper sends them when the lease runs out), an outcome that did commit no longer
+    matches its guard and reports a lost lease, without a second ledger event.
+    """
+    try:
+        return await call()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost; running the batch again: %s", exc.orig)
+        return await call()
 
 
 def backoff(
@@ -85,7 +122,7 @@ def backoff(
 async def deliver(ctx: dict[str, Any], delivery_id: int) -> str:
     """Send one delivery: claim it, call its channel, record the outcome."""
     deps: WorkerDeps = ctx[DEPS]
-    outcome = await deps.claims.submit(delivery_id)
+    outcome = await deps.claim(delivery_id)
     if outcome is None:
         return "nothing to do"
     if isinstance(outcome, Later):

@@ -71,13 +71,7 @@ async def append_many(conn: AsyncConnection, batch: list[Event]) -> int:
     """
     if not batch:
         return 0
-    head = (
-        await conn.execute(
-            sa.select(ledger_head.c.seq, ledger_head.c.hash)
-            .where(ledger_head.c.id == 1)
-            .with_for_update()
-        )
-    ).one()
+    head = (await conn.execute(_LOCK_HEAD)).one()
     seq, prev_hash = head.seq, head.hash
     now = datetime.now(UTC)
     rows = []
@@ -97,11 +91,21 @@ async def append_many(conn: AsyncConnection, batch: list[Event]) -> int:
         }
         row["hash"] = prev_hash = event_hash(prev_hash, row)
         rows.append(row)
-    await conn.execute(events.insert(), rows)
-    await conn.execute(
-        ledger_head.update().where(ledger_head.c.id == 1).values(seq=seq, hash=prev_hash)
-    )
+    await conn.execute(_INSERT, rows)
+    await conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev_hash})
     return int(seq)
+
+
+# Built once: the appends of a busy worker then skip building and compiling them.
+_LOCK_HEAD = (
+    sa.select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1).with_for_update()
+)
+_INSERT = events.insert()
+_MOVE_HEAD = (
+    ledger_head.update()
+    .where(ledger_head.c.id == 1)
+    .values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
+)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def build_channels(
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     registry: Mapping[str, ChannelFactory] = ctx["registry"]
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pre_ping=False)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         channels = build_channels(settings, registry, session)
@@ -77,8 +77,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     deps: jobs.WorkerDeps | None = ctx.get(jobs.DEPS)
     if deps is None:
         return
-    await deps.claims.drain()
-    await deps.outcomes.drain()
+    await deps.batches.drain()
     for close in deps.closers:
         await close()
     await deps.engine.dispose()

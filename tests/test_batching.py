@@ -53,3 +53,50 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     with pytest.raises(asyncio.CancelledError):
         await doomed
     await batcher.drain()
+
+
+async def test_requests_arriving_during_a_call_go_together_in_the_next() -> None:
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def slow(batch: Sequence[int]) -> list[int]:
+        calls.append(list(batch))
+        await release.wait()
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(slow, max_size=10, max_wait=0.001)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.01)  # the first call is under way, and stays so
+    later = [asyncio.create_task(batcher.submit(n)) for n in range(1, 4)]
+    await asyncio.sleep(0.01)  # well past max_wait: still no second call
+    assert calls == [[0]]
+    release.set()
+    assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
+    assert calls == [[0], [1, 2, 3]]
+    await batcher.drain()
+
+
+async def test_requests_wait_max_wait_for_company_even_after_a_call_ends() -> None:
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def handle(batch: Sequence[int]) -> list[int]:
+        calls.append(list(batch))
+        if batch[0] == 0:
+            await release.wait()
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(handle, max_size=10, max_wait=0.2)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.25)  # the first call is under way ...
+    second = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0.05)
+    release.set()  # ... and ends before the second request waited its 0.2 s
+    assert await first == 0
+    await asyncio.sleep(0.05)
+    assert calls == [[0]]
+    third = asyncio.create_task(batcher.submit(2))
+    assert await asyncio.gather(second, third) == [1, 2]
+    assert calls == [[0], [1, 2]]
+    full = await asyncio.gather(*(batcher.submit(n) for n in range(10)))  # a full batch: at once
+    assert full == list(range(10)) and calls[-1] == list(range(10))
