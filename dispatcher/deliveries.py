@@ -174,7 +174,7 @@ async def _decide(
         action=row.action,
         attempt=row.attempts + 1,
         confirming=row.status == CONFIRMING,
-        publication=_publication(row),
+        publication=publication(row),
         receipt=receipt,
     )
 
@@ -191,9 +191,10 @@ _CONTENT = (
     "approved_at",
 )  # fmt: skip
 
-# A delivery with its version's content, its item's state and its agency's name: one row each.
-# Only the delivery rows are locked (PostgreSQL); SQLite's BEGIN IMMEDIATE locks the database.
-_CLAIM_ROWS = (
+# A delivery with its version's content, its item's state and its agency's name: one row each
+# (`publication` turns one into what a channel receives). A claim locks only the delivery rows
+# (PostgreSQL); SQLite's BEGIN IMMEDIATE locks the database.
+DELIVERY_CONTENT = (
     sa.select(
         deliveries,
         item_versions.c.status.label("version_status"),
@@ -214,7 +215,9 @@ _CLAIM_ROWS = (
     )
     .join(items, items.c.id == deliveries.c.item_id)
     .join(agencies, agencies.c.code == items.c.agency_code)
-    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_CLAIM_ROWS = (
+    DELIVERY_CONTENT.where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
     .with_for_update(of=deliveries)
 )
@@ -280,8 +283,8 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
     )
 
 
-def _publication(row: Any) -> Publication:
-    """What the channel receives, from a `_CLAIM_ROWS` row."""
+def publication(row: Any) -> Publication:
+    """What the channel receives, from a `DELIVERY_CONTENT` row."""
     return Publication(
         key=delivery_key(row.item_id, row.version, row.channel),
         item_id=row.item_id,
@@ -308,7 +311,7 @@ def _publication(row: Any) -> Publication:
         change_note=row.change_note,
         approved_at=row.approved_at,
         steps=row.steps or {},
-        **catalogue_labels(version.domain, version.category),
+        **catalogue_labels(row.domain, row.category),
     )
 
 

@@ -19,15 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import ChannelContext, Publication
 from channels.website import WebsiteChannel, website_factory
-from dispatcher.deliveries import _ITEM_COLUMNS
-from dispatcher.deliveries import _publication as publication
-from dispatcher.models import PUBLISHED, TAKEN_DOWN, agencies, deliveries, item_versions, items
+from dispatcher.deliveries import DELIVERY_CONTENT, publication
+from dispatcher.models import PUBLISHED, TAKEN_DOWN, deliveries
 from dispatcher.settings import Settings
 from dispatcher.worker import channel_settings
 
 BATCH = 500
 CHANNEL = "website"
-_VERSION_COLUMNS = [c for c in item_versions.c if c.name not in deliveries.c]
 
 
 def website(settings: Settings) -> WebsiteChannel:
@@ -41,19 +39,9 @@ def website(settings: Settings) -> WebsiteChannel:
     return website_factory(ctx)
 
 
-async def _page(engine: AsyncEngine, after: tuple[datetime, int] | None) -> list[Any]:
+async def _page(engine: AsyncEngine, after: tuple[datetime, int] | None, batch: int) -> list[Any]:
     query = (
-        sa.select(deliveries, *_VERSION_COLUMNS, *_ITEM_COLUMNS)
-        .join(
-            item_versions,
-            sa.and_(
-                item_versions.c.item_id == deliveries.c.item_id,
-                item_versions.c.version == deliveries.c.version,
-            ),
-        )
-        .join(items, items.c.id == deliveries.c.item_id)
-        .join(agencies, agencies.c.code == items.c.agency_code)
-        .where(
+        DELIVERY_CONTENT.where(
             deliveries.c.channel == CHANNEL,
             sa.or_(
                 sa.and_(deliveries.c.action == "publish", deliveries.c.status == PUBLISHED),
@@ -61,17 +49,21 @@ async def _page(engine: AsyncEngine, after: tuple[datetime, int] | None) -> list
             ),
         )
         .order_by(deliveries.c.confirmed_at, deliveries.c.id)
-        .limit(BATCH)
+        .limit(batch)
     )
-    if after is not None:
+    if after is not None:  # keyset: compared column by column, so each bind takes its type
+        at, last = after
         query = query.where(
-            sa.tuple_(deliveries.c.confirmed_at, deliveries.c.id) > sa.tuple_(*after)
+            sa.or_(
+                deliveries.c.confirmed_at > at,
+                sa.and_(deliveries.c.confirmed_at == at, deliveries.c.id > last),
+            )
         )
     async with engine.connect() as conn:
         return list(await conn.execute(query))
 
 
-async def rebuild(engine: AsyncEngine, settings: Settings) -> int:
+async def rebuild(engine: AsyncEngine, settings: Settings, batch: int = BATCH) -> int:
     """Regenerate the site from every live website delivery; returns how many were replayed."""
     channel = website(settings)
     loop = asyncio.get_running_loop()
@@ -79,10 +71,10 @@ async def rebuild(engine: AsyncEngine, settings: Settings) -> int:
     def publications() -> Iterator[Publication]:
         after: tuple[datetime, int] | None = None
         while True:
-            rows = asyncio.run_coroutine_threadsafe(_page(engine, after), loop).result()
+            rows = asyncio.run_coroutine_threadsafe(_page(engine, after, batch), loop).result()
             for row in rows:
-                yield publication(row, row)
-            if len(rows) < BATCH:
+                yield publication(row)
+            if len(rows) < batch:
                 return
             after = (rows[-1].confirmed_at, rows[-1].id)
 

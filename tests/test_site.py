@@ -179,7 +179,7 @@ async def test_rebuild_regenerates_the_same_site_from_the_database(
     for page in list(site.glob("items/*.html"))[:2]:
         page.unlink()
 
-    replayed = await rebuild(engine, dispatch_settings)
+    replayed = await rebuild(engine, dispatch_settings, batch=4)  # pages of 4: keyset paging
 
     assert replayed == 6  # four first versions, one revision, one withdrawal
     assert _snapshot(site) == before
