@@ -65,7 +65,11 @@ class WorkerDeps:
     ) -> WorkerDeps:
         dispatch = settings.dispatch
         limits = {
-            name: asyncio.Semaphore(dispatch.concurrency.get(name, dispatch.channel_concurrency))
+            name: asyncio.Semaphore(
+                dispatch.concurrency.get(
+                    name, GROUP_WRITERS.get(name, dispatch.channel_concurrency)
+                )
+            )
             for name in channels
         }
 
@@ -90,6 +94,10 @@ class WorkerDeps:
 
 
 DEPS = "gongkai"
+# Local channels that write concurrent deliveries together (the website's group commit, the
+# feeds' window): more in flight makes bigger groups, not more load. `[dispatch.concurrency]`
+# still overrides them.
+GROUP_WRITERS = {"website": 32, "feeds": 32}
 T = TypeVar("T")
 
 

@@ -244,7 +244,7 @@ async def test_channel_concurrency_limit(
 ) -> None:
     settings = load_settings(env={**dispatch_env, "GONGKAI_CHANNELS": "website"})
     settings = settings.model_copy(
-        update={"dispatch": settings.dispatch.model_copy(update={"channel_concurrency": 2})}
+        update={"dispatch": settings.dispatch.model_copy(update={"concurrency": {"website": 2}})}
     )
     for n in range(6):
         await approved_item(api, make_token, title=f"公示{n}")
