@@ -112,6 +112,11 @@ class Channel(Protocol):
     async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt: ...
 
 
+# A channel may also set `in_flight: int`, how many deliveries a worker runs on it at once unless
+# `[dispatch.concurrency]` says otherwise: the local channels that write concurrent deliveries
+# together ask for more (bigger groups, not more load); others get `dispatch.channel_concurrency`.
+
+
 class ConfirmingChannel(Channel, Protocol):
     async def confirm(self, pub: Publication, receipt: Receipt) -> Receipt: ...
 

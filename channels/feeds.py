@@ -95,6 +95,7 @@ class FeedsChannel:
     """Keeps the site-wide, domain, agency and region feeds: one entry per item, newest first."""
 
     name = "feeds"
+    in_flight = 32  # writes concurrent deliveries together: more in flight, bigger groups
 
     def __init__(
         self,

@@ -100,10 +100,3 @@ def site_base_url(settings: Mapping[str, Any]) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"settings['base_url'] must be an http(s) URL, got {base_url!r}")
     return base_url
-
-
-def item_path(item_id: int) -> str:
-    """The page of an item, relative to the site root: `items/{item_id}.html`."""
-    if isinstance(item_id, bool) or not isinstance(item_id, int) or item_id <= 0:
-        raise PermanentError(f"item id must be a positive int, got {item_id!r}")
-    return f"items/{item_id:d}.html"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 LIST_KINDS = ("domains", "agencies", "regions")  # the lists every item appears in
 KINDS = (*LIST_KINDS, "projects")
@@ -77,3 +77,9 @@ def item_file(item_id: int) -> str:
     if isinstance(item_id, bool) or not isinstance(item_id, int) or item_id <= 0:
         raise ValueError(f"item id must be a positive int, got {item_id!r}")
     return f"items/{item_id:d}.html"
+
+
+def root_path(base_url: str) -> str:
+    """The path part of the base URL without its trailing slash: every page link starts with it
+    (`""` for a site at the root of its host)."""
+    return urlsplit(base_url).path.rstrip("/")

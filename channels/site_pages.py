@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -96,7 +95,7 @@ class Renderer:
 
     @property
     def root(self) -> str:
-        return urlsplit(self.base_url).path.rstrip("/")
+        return paths.root_path(self.base_url)
 
     def write(self, relative: str, template: str, context: dict[str, Any]) -> None:
         page = {"root": self.root, "site_title": self.site_title, **context}

@@ -36,7 +36,6 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from channels.base import (
     Receipt,
     RetryableError,
 )
+from channels.batching import Batcher
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
 from channels.site_model import PAGE_SIZE, SiteModel, StateStore
 from channels.site_pages import SHANGHAI, Renderer, release_date
@@ -59,21 +59,14 @@ from channels.site_pages import SHANGHAI, Renderer, release_date
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
 TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html")
 STYLESHEET = "static/site.css"
-
-
-@dataclass
-class _Waiting:
-    """A publication waiting for its group to be written."""
-
-    pub: Publication
-    withdrawn: bool
-    future: asyncio.Future[datetime] = field(repr=False)
+GROUP_LIMIT = 256  # publications written together at most
 
 
 class WebsiteChannel:
     """Writes each item's page and the list, project and home pages it appears on."""
 
     name = "website"
+    in_flight = 32  # writes concurrent deliveries together: more in flight, bigger groups
 
     def __init__(
         self,
@@ -92,8 +85,11 @@ class WebsiteChannel:
         self.site_title = site_title
         self.domains = domains
         self.page_size = page_size
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        # Group commit: one write at a time; publications arriving meanwhile go in the next one,
+        # which takes the site lock once and writes the pages they share once.
+        self._groups: Batcher[tuple[Publication, bool], datetime | ChannelError] = Batcher(
+            self._write_group, max_size=GROUP_LIMIT, max_wait=0
+        )
 
     async def publish(self, pub: Publication) -> Receipt:
         return await self._deliver(pub, withdrawn=pub.action == "withdraw")
@@ -106,51 +102,34 @@ class WebsiteChannel:
             relative = paths.item_file(pub.item_id)
         except ValueError as exc:
             raise PermanentError(str(exc)) from exc
-        waiting = _Waiting(pub, withdrawn, asyncio.get_running_loop().create_future())
-        self._waiting.append(waiting)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_groups())
-        live = await asyncio.shield(waiting.future)  # a cancelled caller leaves the group alone
+        live = await self._groups.submit((pub, withdrawn))
+        if isinstance(live, ChannelError):
+            raise live
         return Receipt(external_id=relative, url=f"{self.base_url}/{relative}", confirmed_at=live)
 
-    async def _write_groups(self) -> None:
-        """Group commit: one write at a time; whatever arrives meanwhile goes in the next one.
+    async def _write_group(
+        self, group: Sequence[tuple[Publication, bool]]
+    ) -> list[datetime | ChannelError]:
+        try:
+            return await asyncio.to_thread(self._apply_group, group)
+        except Exception as exc:  # a bug, not the disk: retried, then failed, for a person
+            return [RetryableError(f"website: {type(exc).__name__}: {exc}") for _ in group]
 
-        A group takes the site lock once, and the pages its items share (home, list fronts,
-        newest list pages) are written once for all of them.
-        """
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                outcomes = await asyncio.to_thread(self._apply_group, group)
-            except asyncio.CancelledError:  # shutdown: nobody is left hanging
-                for waiting in group:
-                    waiting.future.cancel()
-                raise
-            except Exception as exc:  # a bug, not the disk: retried, then failed, for a person
-                error = RetryableError(f"website: {type(exc).__name__}: {exc}")
-                outcomes = [error] * len(group)
-            for waiting, outcome in zip(group, outcomes, strict=True):
-                if waiting.future.done():
-                    continue
-                if isinstance(outcome, datetime):
-                    waiting.future.set_result(outcome)
-                else:
-                    waiting.future.set_exception(outcome)
-
-    def _apply_group(self, group: list[_Waiting]) -> list[datetime | ChannelError]:
+    def _apply_group(
+        self, group: Sequence[tuple[Publication, bool]]
+    ) -> list[datetime | ChannelError]:
         """Apply a group together; if that fails, each alone, so one bad item fails alone."""
         try:
             with map_errors("website"):
-                return list(self._apply([(w.pub, w.withdrawn) for w in group], durable=True))
+                return list(self._apply(group, durable=True))
         except ChannelError as exc:
             if len(group) == 1:
                 return [exc]
         outcomes: list[datetime | ChannelError] = []
-        for waiting in group:
+        for pub, withdrawn in group:
             try:
-                with map_errors(f"website {paths.item_file(waiting.pub.item_id)}"):
-                    outcomes += self._apply([(waiting.pub, waiting.withdrawn)], durable=True)
+                with map_errors(f"website {paths.item_file(pub.item_id)}"):
+                    outcomes += self._apply([(pub, withdrawn)], durable=True)
             except ChannelError as exc:
                 outcomes.append(exc)
         return outcomes

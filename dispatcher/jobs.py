@@ -21,8 +21,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Channel, PermanentError, Receipt, RetryableError
+from channels.batching import Batcher
 from dispatcher import deliveries, queue
-from dispatcher.batching import Batcher
 from dispatcher.deliveries import Claim, Later
 from dispatcher.settings import Settings
 
@@ -67,10 +67,10 @@ class WorkerDeps:
         limits = {
             name: asyncio.Semaphore(
                 dispatch.concurrency.get(
-                    name, GROUP_WRITERS.get(name, dispatch.channel_concurrency)
+                    name, getattr(channel, "in_flight", None) or dispatch.channel_concurrency
                 )
             )
-            for name in channels
+            for name, channel in channels.items()
         }
 
         async def run(requests: Sequence[Request]) -> list[Answer]:
@@ -94,10 +94,6 @@ class WorkerDeps:
 
 
 DEPS = "gongkai"
-# Local channels that write concurrent deliveries together (the website's group commit, the
-# feeds' window): more in flight makes bigger groups, not more load. `[dispatch.concurrency]`
-# still overrides them.
-GROUP_WRITERS = {"website": 32, "feeds": 32}
 T = TypeVar("T")
 
 

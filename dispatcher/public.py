@@ -9,7 +9,6 @@ makes browsers and feed readers revalidate each time (cheap: a 304), so an updat
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -40,7 +39,7 @@ def site_dir(request: web.Request) -> Path:
 
 
 def not_found(request: web.Request) -> web.Response:
-    root = urlsplit(request.app[DEPS].settings.site.base_url).path.rstrip("/")
+    root = paths.root_path(request.app[DEPS].settings.site.base_url)
     return web.Response(
         status=404, text=NOT_FOUND.format(root=root), content_type="text/html", charset="utf-8"
     )

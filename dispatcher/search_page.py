@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 
+from channels import paths
 from channels.site_pages import feed_links
 from channels.website import TEMPLATES_DIR, make_environment
 from dispatcher import search
@@ -60,7 +61,7 @@ def _link(root: str, query: str, page: int) -> str:
 
 async def search_page(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    root = urlsplit(deps.settings.site.base_url).path.rstrip("/")
+    root = paths.root_path(deps.settings.site.base_url)
     query = request.query.get("q", "").strip()
     page = _page(request.query.get("page", "1").strip() or "1")
     error = None

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from dispatcher.batching import Batcher
+from channels.batching import Batcher
 
 
 async def test_concurrent_requests_share_a_call_and_keep_their_answers() -> None:

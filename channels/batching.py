@@ -1,4 +1,7 @@
-"""Group work from concurrent jobs into batches: one SQL transaction for many deliveries.
+"""Group work from concurrent callers into batches: one transaction, or one write, for many.
+
+It lives in `channels/` because it depends on nothing: the dispatcher batches claims and outcomes
+with it (one SQL transaction for many deliveries), and the website channel its page writes.
 
 A worker runs many `deliver` jobs at once; each needs a short transaction to claim its row and
 another to record the outcome. Done one by one, those transactions (and the ledger head lock
