@@ -47,7 +47,7 @@ from dispatcher.models import CONFIRMING, PENDING, RETRYING, SENDING, deliveries
 from dispatcher.redis_server import EmbeddedRedis
 from dispatcher.settings import Settings, load_settings
 from dispatcher.web import build_rules
-from dispatcher.worker import build_worker
+from dispatcher.worker import build_worker, stop_worker
 
 EDITOR = Actor(CENTER, "editor", "bench-editor")
 APPROVER = Actor(CENTER, "approver", "bench-approver")
@@ -121,7 +121,7 @@ async def serve(kind: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
-        await worker.close()
+        await stop_worker(worker)  # cancels and drains jobs first: no traceback at exit
 
 
 async def _start_workers(kind: str, count: int, env: dict[str, str], procs: list[Proc]) -> None:

@@ -380,7 +380,12 @@ async def _write_outcomes(
     for i, o in enumerate(group):
         params.update({f"o{i}_id": o.claim.id, f"o{i}_attempt": o.claim.attempt})
         params.update({f"o{i}_status": o.status}, **{f"o{i}_{c}": o.values[c] for c in columns})
-    updated = await conn.execute(_outcome_update(columns, len(group)), params)
+    # Sizes go up in powers of two, the rows past the group all NULL (no id matches NULL): a
+    # worker compiles a handful of statements, not one per batch size (about 25 ms each).
+    size = 1 << (len(group) - 1).bit_length()
+    for i in range(len(group), size):
+        params.update({f"o{i}_{c}": None for c in ("id", "attempt", "status", *columns)})
+    updated = await conn.execute(_outcome_update(columns, size), params)
     return {(row.id, row.attempts) for row in updated}
 
 

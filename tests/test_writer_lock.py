@@ -1,0 +1,171 @@
+"""SQLite writers queue across processes on a file lock, and never two hold it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dispatcher.db import create_engine, transaction
+from dispatcher.writer_lock import WriterLock, WriterLockTimeout
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOLDER = textwrap.dedent(
+    """
+    import fcntl, sys
+    with open(sys.argv[1], "ab") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        print("held", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock file until it reads a line."""
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", HOLDER, str(tmp_path / "db.writer-lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with proc:  # closes its pipes at the end
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+        proc.kill()
+
+
+def release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    proc.wait(10)
+
+
+def free_elsewhere(path: Path) -> bool:
+    """Could another process take the lock right now?"""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+async def test_waits_for_another_process_and_holds_the_lock_while_inside(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    path = tmp_path / "db.writer-lock"
+    lock = WriterLock(str(path), timeout=10)
+
+    async def take() -> None:
+        async with lock:
+            assert not free_elsewhere(path)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(take())
+    done, _ = await asyncio.wait([task], timeout=0.3)
+    assert not done, "took the lock while another process held it"
+    release(holder)
+    await asyncio.wait_for(task, 10)
+    assert free_elsewhere(path)
+
+
+async def test_in_process_writers_take_turns(tmp_path: Path) -> None:
+    lock = WriterLock(str(tmp_path / "db.writer-lock"), timeout=10)
+    inside, most = 0, 0
+
+    async def write() -> None:
+        nonlocal inside, most
+        async with lock:
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.001)
+            inside -= 1
+
+    await asyncio.gather(*(write() for _ in range(20)))
+    assert most == 1
+
+
+async def test_timeout_gives_a_clear_error_and_the_lock_recovers(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    path = tmp_path / "db.writer-lock"
+    lock = WriterLock(str(path), timeout=0.2)
+    with pytest.raises(WriterLockTimeout, match="held the database's write lock"):
+        async with lock:
+            pytest.fail("entered while another process held the lock")
+    release(holder)
+    async with asyncio.timeout(10):  # the waiting thread takes it, then gives it back
+        async with lock:
+            assert not free_elsewhere(path)
+    assert free_elsewhere(path)
+
+
+async def test_a_cancelled_waiter_lets_nobody_in_until_the_lock_came_back(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    path = tmp_path / "db.writer-lock"
+    lock = WriterLock(str(path), timeout=10)
+    waiter = asyncio.create_task(lock.__aenter__())
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    second = asyncio.create_task(lock.__aenter__())
+    await asyncio.sleep(0.2)
+    assert not second.done(), "a second holder got in while the first thread still waited"
+    release(holder)
+    await asyncio.wait_for(second, 10)
+    assert not free_elsewhere(path)
+    await lock.__aexit__(None, None, None)
+    assert free_elsewhere(path)
+
+
+COUNTER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import sqlalchemy as sa
+    sys.path.insert(0, sys.argv[2])
+    from dispatcher.db import create_engine, transaction
+
+    async def main():
+        engine = create_engine(sys.argv[1])
+        for _ in range(int(sys.argv[3])):
+            async with transaction(engine) as conn:
+                n = (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one()
+                await conn.execute(sa.text("UPDATE counter SET n = :n"), {"n": n + 1})
+        await engine.dispose()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_writers_in_several_processes_lose_no_update(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'counter.db'}"
+    engine = create_engine(url)
+    async with transaction(engine) as conn:
+        await conn.execute(sa.text("CREATE TABLE counter (n INTEGER NOT NULL)"))
+        await conn.execute(sa.text("INSERT INTO counter VALUES (0)"))
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", COUNTER, url, str(ROOT), "150")
+        for _ in range(3)
+    ]
+    async with asyncio.timeout(50):
+        codes = [await p.wait() for p in procs]
+    assert codes == [0, 0, 0]
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one() == 450
+    await engine.dispose()
+    assert (tmp_path / "counter.db.writer-lock").exists()
