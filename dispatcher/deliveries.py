@@ -12,12 +12,14 @@ withdrawal waits for an in-flight publication, then takes down what was publishe
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from channels.base import Publication, Receipt
@@ -121,7 +123,8 @@ async def _claim(
 ) -> tuple[list[Claim | Later | None], list[ledger.Event]]:
     """Lease what is due among `ids` (see `claim_many`); also the events of those skipped."""
     decided: dict[int, Claim | Later | None] = {}
-    found = await conn.execute(_CLAIM_ROWS, {"ids": sorted(set(ids))})
+    dialect = conn.dialect.name
+    found = await conn.execute(_CLAIM_ROWS[dialect], {"ids": sorted(set(ids))})
     skipped: list[ledger.Event] = []
     leased: list[int] = []
     for row in found:
@@ -130,7 +133,7 @@ async def _claim(
             decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
     if leased:
         lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
-        await conn.execute(_LEASE, lease)
+        await conn.execute(_LEASE[dialect], lease)
     seen: set[int] = set()
     results: list[Claim | Later | None] = []
     for delivery_id in ids:  # a duplicate request in one batch gets nothing to do
@@ -216,22 +219,39 @@ DELIVERY_CONTENT = (
     .join(items, items.c.id == deliveries.c.item_id)
     .join(agencies, agencies.c.code == items.c.agency_code)
 )
-_CLAIM_ROWS = (
-    DELIVERY_CONTENT.where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
-    .with_for_update(of=deliveries)
-)
 
-_LEASE = (
-    deliveries.update()
-    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(
-        status=SENDING,
-        attempts=deliveries.c.attempts + 1,
-        lease_until=sa.bindparam("until", type_=UTCDateTime()),
-        updated_at=sa.bindparam("now", type_=UTCDateTime()),
+
+def _ids_in(ids: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    return deliveries.c.id.in_(ids) if ids.expanding else deliveries.c.id == sa.any_(ids)
+
+
+def _claim_rows(ids: sa.BindParameter[Any]) -> sa.Select[Any]:
+    return (
+        DELIVERY_CONTENT.where(_ids_in(ids))
+        .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
+        .with_for_update(of=deliveries)
     )
-)
+
+
+def _lease(ids: sa.BindParameter[Any]) -> sa.Update:
+    return (
+        deliveries.update()
+        .where(_ids_in(ids))
+        .values(
+            status=SENDING,
+            attempts=deliveries.c.attempts + 1,
+            lease_until=sa.bindparam("until", type_=UTCDateTime()),
+            updated_at=sa.bindparam("now", type_=UTCDateTime()),
+        )
+    )
+
+
+# The ids go in as one array on PostgreSQL (`= ANY(:ids)`): one statement whatever their number,
+# prepared once per connection; SQLite, which has no arrays, gets `IN (…)`, expanded per call.
+_ID_ARRAY = sa.bindparam("ids", type_=ARRAY(sa.BigInteger()))
+_ID_LIST: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_CLAIM_ROWS = {"postgresql": _claim_rows(_ID_ARRAY), "sqlite": _claim_rows(_ID_LIST)}
+_LEASE = {"postgresql": _lease(_ID_ARRAY), "sqlite": _lease(_ID_LIST)}
 
 
 async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
@@ -376,34 +396,29 @@ async def _write_outcomes(
 ) -> set[tuple[int, int]]:
     """One UPDATE for outcomes that set `columns`; returns the (id, attempt) pairs written."""
     group = sorted(group, key=lambda o: o.claim.id)  # one lock order
-    params: dict[str, Any] = {"now": now}
-    for i, o in enumerate(group):
-        params.update({f"o{i}_id": o.claim.id, f"o{i}_attempt": o.claim.attempt})
-        params.update({f"o{i}_status": o.status}, **{f"o{i}_{c}": o.values[c] for c in columns})
-    # Sizes go up in powers of two, the rows past the group all NULL (no id matches NULL): a
-    # worker compiles a handful of statements, not one per batch size (about 25 ms each).
-    size = 1 << (len(group) - 1).bit_length()
-    for i in range(len(group), size):
-        params.update({f"o{i}_{c}": None for c in ("id", "attempt", "status", *columns)})
-    updated = await conn.execute(_outcome_update(columns, size), params)
+    rows = [{"id": o.claim.id, "attempt": o.claim.attempt, "status": o.status, **o.values}
+            for o in group]  # fmt: skip
+    if conn.dialect.name == "postgresql":
+        statement, params = _unnest_update(columns), _as_arrays(columns, rows)
+    else:
+        statement, params = _rows_update(columns, rows)
+    updated = await conn.execute(statement, {"now": now, **params})
     return {(row.id, row.attempts) for row in updated}
 
 
-@functools.lru_cache(maxsize=256)
-def _outcome_update(columns: tuple[str, ...], size: int) -> sa.Update:
-    """UPDATE deliveries FROM (`size` rows of outcomes, as bound parameters), guarded per row:
-    still `sending`, by the same attempt. Built once per shape, so compiled once too.
+_OUTCOME_FIELDS = ("id", "attempt", "status")
 
-    The rows are a CTE of SELECTs, as SQLite cannot name a VALUES subquery's columns and a
-    VALUES construct is compiled afresh every time.
-    """
-    fields = {"id": deliveries.c.id, "attempt": deliveries.c.attempts}
-    fields.update({name: deliveries.c[name] for name in ("status", *columns)})
-    rows = [
-        sa.select(*(sa.bindparam(f"o{i}_{n}", type_=c.type).label(n) for n, c in fields.items()))
-        for i in range(size)
-    ]
-    outcome = (sa.union_all(*rows) if size > 1 else rows[0]).cte("outcome")
+
+def _column(name: str) -> sa.Column[Any]:
+    return deliveries.c.attempts if name == "attempt" else deliveries.c[name]
+
+
+def _guarded_update(outcome: Any, columns: tuple[str, ...]) -> sa.Update:
+    """UPDATE deliveries from the `outcome` rows, each guarded: still `sending`, by the same
+    attempt; RETURNING the rows written."""
+    values: dict[str, Any] = {name: outcome.c[name] for name in columns}
+    if "steps" in values and not isinstance(outcome.c.steps.type, sa.JSON):
+        values["steps"] = sa.cast(outcome.c.steps, sa.JSON)  # text in PostgreSQL's arrays
     return (
         deliveries.update()
         .where(
@@ -415,10 +430,61 @@ def _outcome_update(columns: tuple[str, ...], size: int) -> sa.Update:
             status=outcome.c.status,
             lease_until=None,
             updated_at=sa.bindparam("now", type_=UTCDateTime()),
-            **{name: outcome.c[name] for name in columns},
+            **values,
         )
         .returning(deliveries.c.id, deliveries.c.attempts)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_update(columns: tuple[str, ...]) -> sa.Update:
+    """PostgreSQL: the outcomes as one array per column, `unnest`ed into rows. One statement
+    whatever the batch size: prepared once per connection, planned in microseconds (a UNION
+    of 32 rows of parameters took 9 ms to plan on every execution)."""
+    fields = (*_OUTCOME_FIELDS, *columns)
+    types = {name: sa.Text() if name == "steps" else _column(name).type for name in fields}
+    arrays = [sa.bindparam(f"a_{name}", type_=ARRAY(types[name])) for name in fields]
+    outcome = (
+        sa.func.unnest(*arrays)
+        .table_valued(*(sa.column(name, types[name]) for name in fields))
+        .render_derived(name="outcome")
+    )
+    return _guarded_update(outcome, columns)
+
+
+def _as_arrays(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    arrays = {f"a_{name}": [row[name] for row in rows] for name in (*_OUTCOME_FIELDS, *columns)}
+    if "steps" in columns:
+        arrays["a_steps"] = [json.dumps(steps, ensure_ascii=False) for steps in arrays["a_steps"]]
+    return arrays
+
+
+def _rows_update(
+    columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> tuple[sa.Update, dict[str, Any]]:
+    """SQLite: the outcomes as a UNION ALL of rows of parameters (SQLite has no arrays).
+
+    Sizes go up in powers of two, the rows past the group all NULL (no id matches NULL): a
+    worker compiles a handful of statements, not one per batch size (about 25 ms each).
+    """
+    size = 1 << (len(rows) - 1).bit_length()
+    fields = (*_OUTCOME_FIELDS, *columns)
+    params = {f"o{i}_{name}": row[name] for i, row in enumerate(rows) for name in fields}
+    params.update({f"o{i}_{name}": None for i in range(len(rows), size) for name in fields})
+    return _union_update(columns, size), params
+
+
+@functools.lru_cache(maxsize=256)
+def _union_update(columns: tuple[str, ...], size: int) -> sa.Update:
+    """Built once per shape, so compiled once too. The rows are a CTE of SELECTs, as SQLite
+    cannot name a VALUES subquery's columns and a VALUES construct is compiled afresh every
+    time."""
+    fields = (*_OUTCOME_FIELDS, *columns)
+    rows = [
+        sa.select(*(sa.bindparam(f"o{i}_{n}", type_=_column(n).type).label(n) for n in fields))
+        for i in range(size)
+    ]
+    return _guarded_update((sa.union_all(*rows) if size > 1 else rows[0]).cte("outcome"), columns)
 
 
 def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
