@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Channel, PermanentError, Receipt, RetryableError
 from channels.batching import Batcher
-from dispatcher import deliveries, queue
+from dispatcher import deliveries, outcomes, queue
 from dispatcher.deliveries import Claim, Later
 from dispatcher.settings import Settings
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 BATCH_WAIT = 0.01
 
 # What a job asks of the batches: a delivery id to claim, or an attempt's outcome to record.
-Request = int | deliveries.Outcome
+Request = int | outcomes.Outcome
 Answer = Claim | Later | None | bool
 
 
@@ -74,10 +74,10 @@ class WorkerDeps:
         }
 
         async def run(requests: Sequence[Request]) -> list[Answer]:
-            outcomes = [r for r in requests if isinstance(r, deliveries.Outcome)]
+            finished = [r for r in requests if isinstance(r, outcomes.Outcome)]
             ids = [r for r in requests if isinstance(r, int)]
             written, claims = await _once_more_if_disconnected(
-                lambda: deliveries.settle_and_claim(engine, outcomes, ids, dispatch.lease_seconds)
+                lambda: deliveries.settle_and_claim(engine, finished, ids, dispatch.lease_seconds)
             )
             claimed, recorded = iter(claims), iter(written)
             return [next(claimed) if isinstance(r, int) else next(recorded) for r in requests]
@@ -88,7 +88,7 @@ class WorkerDeps:
     async def claim(self, delivery_id: int) -> Claim | Later | None:
         return cast(Claim | Later | None, await self.batches.submit(delivery_id))
 
-    async def record(self, outcome: deliveries.Outcome) -> bool:
+    async def record(self, outcome: outcomes.Outcome) -> bool:
         """Write an attempt's outcome; False if its claim had lost the lease."""
         return cast(bool, await self.batches.submit(outcome))
 
@@ -139,22 +139,22 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
     channel = deps.channels.get(claim.channel)
     if channel is None:
         reason = f"channel {claim.channel!r} is not enabled in this worker"
-        await deps.record(deliveries.failure_outcome(claim, reason, None))
+        await deps.record(outcomes.failure_outcome(claim, reason, None))
         return "failed"
     try:
         async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
             receipt = await _call(channel, claim)
     except PermanentError as exc:
-        await deps.record(deliveries.failure_outcome(claim, f"permanent: {exc}", None))
+        await deps.record(outcomes.failure_outcome(claim, f"permanent: {exc}", None))
         return "failed"
     except Exception as exc:  # retryable, a timeout, or a channel bug: never lose the delivery
         if not isinstance(exc, RetryableError | TimeoutError):
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
         return await _retry_or_fail(deps, claim, exc)
-    if not await deps.record(deliveries.receipt_outcome(claim, receipt)):
+    if not await deps.record(outcomes.receipt_outcome(claim, receipt)):
         return "lease lost"
     if receipt.pending:
-        raise Retry(defer=receipt.check_after or deliveries.WAIT_FOR_ORDER)
+        raise Retry(defer=receipt.check_after or outcomes.WAIT_FOR_ORDER)
     return "published" if claim.action == "publish" else "withdrawn"
 
 
@@ -175,12 +175,12 @@ async def _retry_or_fail(deps: WorkerDeps, claim: Claim, exc: Exception) -> str:
     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if claim.attempt >= dispatch.max_attempts:
         final = f"{error} (gave up after {claim.attempt} attempts)"
-        await deps.record(deliveries.failure_outcome(claim, final, None))
+        await deps.record(outcomes.failure_outcome(claim, final, None))
         return "failed"
     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
     delay = backoff(claim.attempt, dispatch.retry_base, dispatch.retry_cap, retry_after)
     retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-    if not await deps.record(deliveries.failure_outcome(claim, error, retry_at)):
+    if not await deps.record(outcomes.failure_outcome(claim, error, retry_at)):
         return "lease lost"
     raise Retry(defer=delay)
 

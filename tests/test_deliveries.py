@@ -12,16 +12,9 @@ from channels.base import Receipt
 from dispatcher import ledger, workflow
 from dispatcher.accounts import Actor
 from dispatcher.db import transaction
-from dispatcher.deliveries import (
-    Claim,
-    Later,
-    claim_many,
-    failure_outcome,
-    receipt_outcome,
-    settle_and_claim,
-    settle_many,
-)
+from dispatcher.deliveries import Claim, Later, claim_many, settle_and_claim, settle_many
 from dispatcher.models import FAILED, PUBLISHED, SENDING, deliveries, events
+from dispatcher.outcomes import failure_outcome, receipt_outcome
 from dispatcher.settings import Settings
 from dispatcher.web import build_rules
 from tests.conftest import CENTER, bid_candidates
