@@ -131,3 +131,43 @@ async def test_one_batch_settles_first_then_claims_and_appends_once(
     assert isinstance(claim, Claim) and claim.id == ids[2]
     async with engine.connect() as conn:
         assert (await ledger.verify(conn)).checked == head + 1  # the outcome's event
+
+
+async def test_every_column_of_a_batch_of_outcomes_round_trips(
+    engine: AsyncEngine, settings: Settings, agencies: list[str]
+) -> None:
+    """Five outcomes in one batch (two shapes, three and two rows): PostgreSQL's arrays and
+    SQLite's padded rows write each column of each row, and nothing else."""
+    ids = await approved_deliveries(engine, settings, 3)
+    claims: list[Claim] = await claim_many(engine, ids[:5], lease_seconds=60)  # type: ignore[assignment]
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    stamps = [soon + timedelta(seconds=i) for i in range(3)]
+    receipts = [
+        Receipt(external_id=f"外-{c.id}", url=f"https://example.test/{c.id}",
+                confirmed_at=datetime.now(UTC), steps={"media_id": f"m{c.id}", "页": 1})
+        for c in claims[3:]
+    ]  # fmt: skip
+    outcomes = [failure_outcome(c, f"RetryableError: 50{i}", stamps[i])
+                for i, c in enumerate(claims[:3])]  # fmt: skip
+    outcomes += [receipt_outcome(c, r) for c, r in zip(claims[3:], receipts, strict=True)]
+    assert await settle_many(engine, outcomes) == [True] * 5
+    async with engine.connect() as conn:
+        found = {r.id: r for r in await conn.execute(sa.select(deliveries))}
+    for i, claim in enumerate(claims[:3]):
+        row = found[claim.id]
+        assert (row.status, row.next_attempt_at, row.last_error) == (
+            "retrying",
+            stamps[i],
+            f"RetryableError: 50{i}",
+        )
+        assert row.lease_until is None and row.confirmed_at is None
+    for claim, receipt in zip(claims[3:], receipts, strict=True):
+        row = found[claim.id]
+        assert (row.status, row.external_id, row.url, row.confirmed_at) == (
+            PUBLISHED,
+            receipt.external_id,
+            receipt.url,
+            receipt.confirmed_at,
+        )
+        assert row.steps == {"media_id": f"m{claim.id}", "页": 1} and row.last_error is None
+    assert found[ids[5]].status == "pending"  # not in the batch: untouched
