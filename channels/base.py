@@ -19,6 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+# Beijing time: the dates readers see, and the deadlines auditors check.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class ChannelError(Exception):

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,8 @@ from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, wri
 from channels.websub import Hub, hub_url
 
 __all__ = ["FEED_LIMIT", "TAG_YEAR", "WITHDRAWN_PREFIX", "FeedsChannel", "feeds_factory"]
+
+log = logging.getLogger(__name__)
 
 FEED_LIMIT = 50
 WINDOW = 0.2  # seconds a flush waits for more deliveries to join it
@@ -302,6 +305,7 @@ def feeds_factory(ctx: ChannelContext) -> FeedsChannel:
         hub_url=hub,
     )
     data_dir = Path(ctx.data_dir)
+    _remove_old_layout(data_dir / "site" / "feeds")
     return FeedsChannel(
         site,
         data_dir / "site",
@@ -309,3 +313,14 @@ def feeds_factory(ctx: ChannelContext) -> FeedsChannel:
         window=window,
         hub=Hub(hub, ctx.session) if hub and ctx.session is not None else None,
     )
+
+
+def _remove_old_layout(feeds_dir: Path) -> None:
+    """The first feeds kept their state as `site/feeds/all.json` (and its `.lock`), inside the
+    public directory, where a plain static server would publish it. State now lives in
+    `state/feeds/`; the old files are deleted, not migrated (the feeds are rebuilt as items are
+    delivered, and `all.atom` still holds what was published)."""
+    for name in ("all.json", ".lock"):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # nothing to remove
+            (feeds_dir / name).unlink()
+            log.info("removed %s, left by the old feeds layout", feeds_dir / name)

@@ -12,17 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, date
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
 
 from channels import paths
-from channels.base import Publication
+from channels.base import SHANGHAI, Publication
 from channels.files import write_atomic
 from channels.site_fields import field_tables, withheld_list
 from channels.site_model import ALL, Page, SiteModel, memberships
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 VALIDITY = {"valid": "有效", "repealed": "废止", "expired": "失效"}
 HOME_ENTRIES = 20
 KIND_NAMES = {"domains": "领域", "agencies": "发布机构", "regions": "行政区划"}

@@ -44,6 +44,7 @@ import jinja2
 
 from channels import paths
 from channels.base import (
+    SHANGHAI,
     ChannelContext,
     ChannelError,
     PermanentError,
@@ -54,7 +55,7 @@ from channels.base import (
 from channels.batching import Batcher
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
 from channels.site_model import PAGE_SIZE, SiteModel, StateStore
-from channels.site_pages import SHANGHAI, Renderer, release_date
+from channels.site_pages import Renderer, release_date
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
 TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html")

@@ -12,17 +12,16 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 import nh3
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from channels.base import SHANGHAI
 from dispatcher.calendar import WorkCalendar
 from dispatcher.catalogue import Catalogue, Category, validate_fields
 from dispatcher.errors import FieldErrors, InputError, PermissionDenied
 from dispatcher.withholding import WITHHOLDABLE_ROOTS, PathError, parse_path, remove_path
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ADMINISTRATIVE_DECISION_DAYS = 7
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"

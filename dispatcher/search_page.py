@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 
 from channels import paths
+from channels.base import SHANGHAI
 from channels.site_pages import feed_links
 from channels.website import TEMPLATES_DIR, make_environment
 from dispatcher import search
@@ -23,7 +23,6 @@ from dispatcher.catalogue import catalogue_labels
 from dispatcher.web import DEPS
 
 SEARCH_TEMPLATES = web.AppKey("search_templates", jinja2.Environment)
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SUMMARY_CHARS = 160
 
 

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.base import SHANGHAI
 from dispatcher.accounts import Actor
 from dispatcher.errors import InputError, NotFound
 from dispatcher.models import ITEM_STATES, PUBLISHED, deliveries, item_versions, items
@@ -21,7 +21,6 @@ from dispatcher.workflow import require
 
 MAX_PAGE = 200
 FIRST_PLATFORM = "website"  # 第一平台: its publication time is the one the deadlines are kept by
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 _VERSION_META = ("kind", "status", "change_note", "changed_on", "submitted_at", "approved_at")
 _CONTENT = (
     "title", "summary", "body_html", "formed_on", "decision", "approving_agency",

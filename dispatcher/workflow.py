@@ -20,12 +20,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from channels.base import SHANGHAI
 from dispatcher import ledger, outbox, search
 from dispatcher.accounts import Actor
 from dispatcher.db import transaction
 from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
 from dispatcher.intake import (
-    SHANGHAI,
     ItemIn,
     RevisionIn,
     Rules,

@@ -431,3 +431,18 @@ async def test_a_bad_domain_key_is_permanent(context: Ctx, make_pub: MakePub) ->
 def test_factory_refuses_bad_settings(context: Ctx, settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         feeds_factory(context(name="feeds", **settings))
+
+
+async def test_the_old_layouts_state_is_removed_from_the_public_directory(
+    context: Ctx, make_pub: MakePub
+) -> None:
+    ctx = context(name="feeds", feeds_window=0)
+    old = _site(ctx) / "feeds"
+    old.mkdir(parents=True)
+    (old / "all.json").write_text('{"entries": {}}')
+    (old / ".lock").write_text("")
+    channel = feeds_factory(ctx)
+    assert not (old / "all.json").exists() and not (old / ".lock").exists()
+    await channel.publish(make_pub())
+    assert (old / "all.atom").exists()
+    assert not [p for p in _site(ctx).rglob("*") if p.suffix == ".json" or p.name == ".lock"]
