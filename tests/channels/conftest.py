@@ -14,7 +14,14 @@ from dispatcher.catalogue import catalogue_labels
 
 BASE_URL = "https://gk.example.gov.cn"
 
+Ctx = Callable[..., ChannelContext]
 MakePub = Callable[..., Publication]
+FEEDS = [
+    (None, None),
+    ("domains", "bidding"),
+    ("agencies", "12990100MB0000004D"),
+    ("regions", "500103"),
+]  # the four feeds the default publication is in
 
 
 def _publication(**overrides: Any) -> Publication:

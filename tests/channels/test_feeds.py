@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,11 @@ import feedparser
 import pytest
 
 from channels import paths
-from channels.base import Channel, ChannelContext, PermanentError, Publication, Receipt
+from channels.base import Channel, ChannelContext, PermanentError, Receipt
 from channels.feeds import FeedsChannel, feeds_factory
+from tests.channels.conftest import BASE_URL, FEEDS, Ctx, MakePub
 
-BASE_URL = "https://gk.example.gov.cn"
 TITLE = "示范市政府信息公开"
-Ctx = Callable[..., ChannelContext]
-MakePub = Callable[..., Publication]
-FEEDS = [
-    (None, None),
-    ("domains", "bidding"),
-    ("agencies", "12990100MB0000004D"),
-    ("regions", "500103"),
-]  # the four feeds the default publication is in
 
 
 def _site(ctx: ChannelContext) -> Path:

@@ -27,10 +27,8 @@ from channels.files import map_errors
 from channels.site_fields import field_tables
 from channels.website import TEMPLATES_DIR, WebsiteChannel, website_factory
 from dispatcher.catalogue import domain_outline
+from tests.channels.conftest import BASE_URL, Ctx, MakePub
 
-BASE_URL = "https://gk.example.gov.cn"
-Ctx = Callable[..., ChannelContext]
-MakePub = Callable[..., Publication]
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
 

@@ -15,22 +15,12 @@ import feedparser
 import pytest
 
 from channels import paths
-from channels.base import ChannelContext, Publication
 from channels.feeds import FeedsChannel, feeds_factory
 from channels.websub import Hub
 from dispatcher.settings import load_settings
 from dispatcher.worker import channel_settings
+from tests.channels.conftest import BASE_URL, FEEDS, Ctx, MakePub
 from tests.fakes import FakeHub
-
-BASE_URL = "https://gk.example.gov.cn"
-Ctx = Callable[..., ChannelContext]
-MakePub = Callable[..., Publication]
-FEEDS = [
-    (None, None),
-    ("domains", "bidding"),
-    ("agencies", "12990100MB0000004D"),
-    ("regions", "500103"),
-]
 
 
 def _topics(feeds: list[tuple[str | None, str | None]]) -> list[str]:
