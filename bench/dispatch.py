@@ -40,14 +40,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.samples import CENTER, bid_item
 from channels.base import ChannelContext, ChannelFactory, Publication, Receipt, make_registry
-from dispatcher import accounts, queue, workflow
-from dispatcher.accounts import Actor
-from dispatcher.db import create_engine, migrate, transaction
-from dispatcher.models import CONFIRMING, PENDING, RETRYING, SENDING, deliveries, item_versions
-from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.dispatch import queue
+from dispatcher.dispatch.redis_server import EmbeddedRedis
+from dispatcher.dispatch.worker import build_worker, stop_worker
+from dispatcher.http.app import build_rules
+from dispatcher.items import accounts, workflow
+from dispatcher.items.accounts import Actor
 from dispatcher.settings import Settings, load_settings
-from dispatcher.web import build_rules
-from dispatcher.worker import build_worker, stop_worker
+from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.models import (
+    CONFIRMING,
+    PENDING,
+    RETRYING,
+    SENDING,
+    deliveries,
+    item_versions,
+)
 
 EDITOR = Actor(CENTER, "editor", "bench-editor")
 APPROVER = Actor(CENTER, "approver", "bench-approver")

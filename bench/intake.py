@@ -25,10 +25,11 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.samples import CENTER, bid_item
-from dispatcher import accounts, ledger
-from dispatcher.db import create_engine, migrate, transaction
+from dispatcher.http.app import create_app
+from dispatcher.items import accounts
 from dispatcher.settings import load_settings
-from dispatcher.web import create_app
+from dispatcher.storage import ledger
+from dispatcher.storage.db import create_engine, migrate, transaction
 
 
 async def _timed(

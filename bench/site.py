@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.base import ChannelContext, Publication
 from channels.website import WebsiteChannel, website_factory
-from dispatcher.catalogue import catalogue_labels, default_catalogue, domain_outline
+from dispatcher.rules.catalogue import catalogue_labels, default_catalogue, domain_outline
 
 AGENCIES = [(f"1199010{n}MB000000{n}A", f"示范市第{n}局") for n in range(1, 6)]
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)

@@ -52,7 +52,7 @@ class CalendarSettings(_Section):
 
 
 class DispatchSettings(_Section):
-    """How deliveries are retried and swept; see `dispatcher/jobs.py`."""
+    """How deliveries are retried and swept; see `dispatcher/dispatch/jobs.py`."""
 
     sweep_interval: int = Field(default=30, ge=1, le=3600)
     max_attempts: int = Field(default=12, ge=1, le=100)

@@ -23,12 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher import accounts
-from dispatcher.db import create_engine, migrate, transaction
-from dispatcher.models import metadata
-from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.dispatch.redis_server import EmbeddedRedis
+from dispatcher.http.app import create_app
+from dispatcher.items import accounts
 from dispatcher.settings import Settings, load_settings
-from dispatcher.web import create_app
+from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.models import metadata
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 HOUSING = "11990100MB0000001A"  # 示范市住房和城乡建设局

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.models import metadata
+from dispatcher.storage.models import metadata
 from tests.conftest import TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher import ledger
-from dispatcher.models import deliveries, events
+from dispatcher.storage import ledger
+from dispatcher.storage.models import deliveries, events
 from tests.conftest import CENTER, TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]

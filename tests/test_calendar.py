@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.calendar import (
+from dispatcher.rules.calendar import (
     CalendarError,
     Deadline,
     WorkCalendar,
@@ -29,7 +29,8 @@ from dispatcher.calendar import (
 )
 
 D = date.fromisoformat
-EXAMPLE = Path(__file__).resolve().parent.parent / "dispatcher/calendar_overrides.example.toml"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "dispatcher" / "rules" / "calendar_overrides.example.toml"
 
 
 @pytest.mark.parametrize(

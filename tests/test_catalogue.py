@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.catalogue import (
+from dispatcher.rules.catalogue import (
     CHANNELS,
     Catalogue,
     CatalogueError,
@@ -47,13 +47,14 @@ TODAY = dt.date(2026, 11, 23)
 
 
 def _packaged_json() -> dict[str, Any]:
-    text = resources.files("dispatcher").joinpath("catalogue.json").read_text(encoding="utf-8")
+    packaged = resources.files("dispatcher.rules").joinpath("catalogue.json")
+    text = packaged.read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
 
 def _demo_items() -> list[dict[str, Any]]:
-    text = resources.files("dispatcher").joinpath("demo_items.json").read_text(encoding="utf-8")
+    text = resources.files("dispatcher.ops").joinpath("demo_items.json").read_text(encoding="utf-8")
     items: list[dict[str, Any]] = json.loads(text)
     return items
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.cli import main
+from dispatcher.ops.cli import main
 from tests.conftest import CENTER, bid_candidates
 
 

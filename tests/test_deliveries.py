@@ -9,14 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.base import Receipt
-from dispatcher import ledger, workflow
-from dispatcher.accounts import Actor
-from dispatcher.db import transaction
-from dispatcher.deliveries import Claim, Later, claim_many, settle_and_claim, settle_many
-from dispatcher.models import FAILED, PUBLISHED, SENDING, deliveries, events
-from dispatcher.outcomes import failure_outcome, receipt_outcome
+from dispatcher.dispatch.deliveries import Claim, Later, claim_many, settle_and_claim, settle_many
+from dispatcher.dispatch.outcomes import failure_outcome, receipt_outcome
+from dispatcher.http.app import build_rules
+from dispatcher.items import workflow
+from dispatcher.items.accounts import Actor
 from dispatcher.settings import Settings
-from dispatcher.web import build_rules
+from dispatcher.storage import ledger
+from dispatcher.storage.db import transaction
+from dispatcher.storage.models import FAILED, PUBLISHED, SENDING, deliveries, events
 from tests.conftest import CENTER, bid_candidates
 
 EDITOR = Actor(CENTER, "editor", "编辑")

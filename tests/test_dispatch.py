@@ -25,10 +25,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher import ledger
-from dispatcher.models import deliveries, events
+from dispatcher.dispatch.worker import build_worker, stop_worker
 from dispatcher.settings import Settings, load_settings
-from dispatcher.worker import build_worker, stop_worker
+from dispatcher.storage import ledger
+from dispatcher.storage.models import deliveries, events
 from tests.conftest import TokenFactory, bid_candidates
 from tests.fakes import FakeRemote, Script, scripted_registry
 

@@ -6,10 +6,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.db import create_engine
-from dispatcher.deliveries import Claim
-from dispatcher.jobs import WorkerDeps
+from dispatcher.dispatch.deliveries import Claim
+from dispatcher.dispatch.jobs import WorkerDeps
 from dispatcher.settings import Settings
+from dispatcher.storage.db import create_engine
 from tests.test_deliveries import approved_deliveries
 
 

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher import ledger
-from dispatcher.db import transaction
-from dispatcher.models import events, ledger_head
+from dispatcher.storage import ledger
+from dispatcher.storage.db import transaction
+from dispatcher.storage.models import events, ledger_head
 
 
 async def _append_many(engine: AsyncEngine, n: int, item_id: int = 1) -> None:

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.db import create_engine, current_revision, migrate, transaction
-from dispatcher.models import metadata
+from dispatcher.storage.db import create_engine, current_revision, migrate, transaction
+from dispatcher.storage.models import metadata
 
 
 async def test_migrated_schema_matches_models(engine: AsyncEngine) -> None:
@@ -31,7 +31,7 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
             assert await current_revision(conn) == "0002"
         from alembic import command
 
-        from dispatcher.db import _alembic_config
+        from dispatcher.storage.db import _alembic_config
 
         def down(sync_conn: Any) -> None:
             config = _alembic_config()

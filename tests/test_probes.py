@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatcher.http.app import create_app
 from dispatcher.settings import Settings
-from dispatcher.web import create_app
 from tests.conftest import TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]

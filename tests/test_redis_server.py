@@ -24,7 +24,7 @@ import redis.asyncio
 from arq.connections import RedisSettings
 from arq.jobs import Job
 
-from dispatcher.redis_server import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+from dispatcher.dispatch.redis_server import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ATTACH = """
 import os, sys, time
 import redis
-from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.dispatch.redis_server import EmbeddedRedis
 data_dir, report, go_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
 handle = EmbeddedRedis(data_dir)
 time.sleep(max(0.0, go_at - time.time()))
@@ -51,7 +51,7 @@ handle.stop()
 OWN = """
 import os, sys, time
 import redis
-from dispatcher.redis_server import EmbeddedRedis
+from dispatcher.dispatch.redis_server import EmbeddedRedis
 data_dir, report = sys.argv[1], sys.argv[2]
 handle = EmbeddedRedis(data_dir)
 handle.ensure()

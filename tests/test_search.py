@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher import search, search_page, workflow
-from dispatcher.accounts import Actor
-from dispatcher.db import _alembic_config, current_revision, migrate, transaction
-from dispatcher.models import deliveries, search_documents, search_grams
+from dispatcher.http import search_page
+from dispatcher.http.app import build_rules, create_app
+from dispatcher.items import search, workflow
+from dispatcher.items.accounts import Actor
 from dispatcher.settings import Settings
-from dispatcher.web import build_rules, create_app
+from dispatcher.storage.db import _alembic_config, current_revision, migrate, transaction
+from dispatcher.storage.models import deliveries, search_documents, search_grams
 from tests.conftest import CENTER, bid_candidates
 
 Client = TestClient[Any, Any]

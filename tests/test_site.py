@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels import REGISTRY, paths
+from dispatcher.ops.site import rebuild
 from dispatcher.settings import Settings
-from dispatcher.site import rebuild
 from tests.conftest import CENTER, TokenFactory, bid_candidates
 from tests.test_dispatch import all_in, running_worker, wait_until
 

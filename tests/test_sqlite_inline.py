@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from dispatcher import sqlite_inline
-from dispatcher.db import create_engine, migrate, transaction
-from dispatcher.models import agencies
+from dispatcher.storage import sqlite_inline
+from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.models import agencies
 
 
 def agency(code: str, name: str) -> sa.Insert:

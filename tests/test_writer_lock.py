@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dispatcher.db import create_engine, transaction
-from dispatcher.writer_lock import WriterLock, WriterLockTimeout
+from dispatcher.storage.db import create_engine, transaction
+from dispatcher.storage.writer_lock import WriterLock, WriterLockTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,7 +137,7 @@ COUNTER = textwrap.dedent(
     import asyncio, sys
     import sqlalchemy as sa
     sys.path.insert(0, sys.argv[2])
-    from dispatcher.db import create_engine, transaction
+    from dispatcher.storage.db import create_engine, transaction
 
     async def main():
         engine = create_engine(sys.argv[1])

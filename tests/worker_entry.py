@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dispatcher.dispatch.worker import build_worker, stop_worker
 from dispatcher.settings import load_settings
-from dispatcher.worker import build_worker, stop_worker
 from tests.fakes import remote_registry
 
 

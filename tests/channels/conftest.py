@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from channels.base import ChannelContext, Publication
-from dispatcher.catalogue import catalogue_labels
+from dispatcher.rules.catalogue import catalogue_labels
 
 BASE_URL = "https://gk.example.gov.cn"
 

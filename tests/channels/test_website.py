@@ -26,7 +26,7 @@ from channels.base import (
 from channels.files import map_errors
 from channels.site_fields import field_tables
 from channels.website import TEMPLATES_DIR, WebsiteChannel, website_factory
-from dispatcher.catalogue import domain_outline
+from dispatcher.rules.catalogue import domain_outline
 from tests.channels.conftest import BASE_URL, Ctx, MakePub
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)

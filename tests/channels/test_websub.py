@@ -17,8 +17,8 @@ import pytest
 from channels import paths
 from channels.feeds import FeedsChannel, feeds_factory
 from channels.websub import Hub
+from dispatcher.dispatch.worker import channel_settings
 from dispatcher.settings import load_settings
-from dispatcher.worker import channel_settings
 from tests.channels.conftest import BASE_URL, FEEDS, Ctx, MakePub
 from tests.fakes import FakeHub
 

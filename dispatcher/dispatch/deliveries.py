@@ -1,0 +1,374 @@
+"""Delivery state transitions: claim with a lease, record the outcome, retry by hand.
+
+SQL decides who works on a delivery: `claim_many` moves due rows to `sending` with a lease, in one
+transaction, so two workers (or a worker and a restarted copy of its job) never both hold it while
+the lease runs. A row whose lease ran out (its worker died mid-flight) is claimable again; the
+channel's idempotency makes that second attempt harmless. Every outcome is a ledger event
+(`outcomes` writes them).
+
+Ordering per (item, channel): a newer version waits while an older one is in flight, and a
+withdrawal waits for an in-flight publication, then takes down what was published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from channels.base import Publication, Receipt
+from dispatcher.dispatch.outcomes import WAIT_FOR_ORDER, Outcome, delivery_event, settle
+from dispatcher.errors import Conflict, NotFound
+from dispatcher.items.accounts import Actor
+from dispatcher.items.workflow import require
+from dispatcher.rules.catalogue import catalogue_labels
+from dispatcher.storage import ledger
+from dispatcher.storage.db import transaction
+from dispatcher.storage.models import (
+    CONFIRMING,
+    FAILED,
+    PENDING,
+    PUBLISHED,
+    RETRYING,
+    SENDING,
+    SKIPPED,
+    SUPERSEDED,
+    WITHDRAWN,
+    UTCDateTime,
+    agencies,
+    deliveries,
+    item_versions,
+    items,
+)
+
+_EARLY_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased delivery: what to send, and the receipt a withdraw or confirm works from."""
+
+    id: int
+    key: str
+    channel: str
+    action: str
+    attempt: int
+    confirming: bool
+    publication: Publication
+    receipt: Receipt | None
+
+
+@dataclass(frozen=True)
+class Later:
+    """Not yet: look again after `delay` seconds (scheduled, or waiting for an older one)."""
+
+    delay: float
+
+
+def delivery_key(item_id: int, version: int, channel: str) -> str:
+    return f"{item_id}:{version}:{channel}"
+
+
+async def claim_many(
+    engine: AsyncEngine, ids: Sequence[int], lease_seconds: int
+) -> list[Claim | Later | None]:
+    """Lease many due deliveries in one transaction; results in the order of `ids`.
+
+    For each: a Claim, Later (not due yet, or an older version is in flight), or None when
+    there is nothing to do (finished, leased by another worker, or skipped just now).
+    """
+    return (await settle_and_claim(engine, [], ids, lease_seconds))[1]
+
+
+async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Write attempts' outcomes and their ledger events in one transaction.
+
+    Each row is written only if its claim still holds the lease (same state and attempt);
+    otherwise another worker took over and reports instead: False for that one.
+    """
+    return (await settle_and_claim(engine, outcomes, [], 0))[0]
+
+
+async def settle_and_claim(
+    engine: AsyncEngine, outcomes: Sequence[Outcome], ids: Sequence[int], lease_seconds: int
+) -> tuple[list[bool], list[Claim | Later | None]]:
+    """`settle_many` then `claim_many`, in one transaction with one ledger append.
+
+    A worker's jobs need both all the time; sharing the transaction halves the commits and the
+    ledger head locks. The outcomes come first, so a claim of a row settled in the same batch
+    sees its new state. Their rows are leased to this worker: another batch locks them only once
+    the lease ran out, so the two lock orders (outcomes, then claims by id) cannot cross in
+    practice; PostgreSQL would break such a deadlock by failing one batch, whose rows are sent
+    again after their lease.
+    """
+    if not outcomes and not ids:
+        return [], []
+    now = datetime.now(UTC)
+    async with transaction(engine) as conn:
+        written, events = await settle(conn, outcomes, now) if outcomes else ([], [])
+        claims, skipped = await _claim(conn, ids, lease_seconds, now) if ids else ([], [])
+        await ledger.append_many(conn, events + skipped)
+    return written, claims
+
+
+async def _claim(
+    conn: AsyncConnection, ids: Sequence[int], lease_seconds: int, now: datetime
+) -> tuple[list[Claim | Later | None], list[ledger.Event]]:
+    """Lease what is due among `ids` (see `claim_many`); also the events of those skipped."""
+    decided: dict[int, Claim | Later | None] = {}
+    dialect = conn.dialect.name
+    found = await conn.execute(_CLAIM_ROWS[dialect], {"ids": sorted(set(ids))})
+    skipped: list[ledger.Event] = []
+    leased: list[int] = []
+    for row in found:
+        if _claimable(row, now):
+            early = _early(row, now)
+            decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
+    if leased:
+        lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
+        await conn.execute(_LEASE[dialect], lease)
+    seen: set[int] = set()
+    results: list[Claim | Later | None] = []
+    for delivery_id in ids:  # a duplicate request in one batch gets nothing to do
+        results.append(None if delivery_id in seen else decided.get(delivery_id))
+        seen.add(delivery_id)
+    return results, skipped
+
+
+def _early(row: Any, now: datetime) -> Later | None:
+    waiting = row.status in (PENDING, RETRYING, CONFIRMING)
+    if waiting and row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_SLACK:
+        return Later((row.next_attempt_at - now).total_seconds())
+    return None
+
+
+async def _decide(
+    conn: AsyncConnection,
+    row: Any,
+    now: datetime,
+    skipped: list[ledger.Event],
+    leased: list[int],
+) -> Claim | Later | None:
+    """Skip it, make it wait for an older delivery, or lease it (its id added to `leased`)."""
+    superseded = row.version_status == SUPERSEDED or row.item_status == WITHDRAWN
+    if row.action == "publish" and superseded:
+        skipped.append(await _skip(conn, row, "superseded or withdrawn before it was sent", now))
+        return None
+    if await _older_in_flight(conn, row, now):
+        return Later(WAIT_FOR_ORDER)
+    receipt = _own_receipt(row) if row.status == CONFIRMING else None
+    if row.action == "withdraw" and row.status != CONFIRMING:
+        receipt = await _published_receipt(conn, row)
+        if receipt is None:
+            skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
+            return None
+    leased.append(row.id)
+    return Claim(
+        id=row.id,
+        key=delivery_key(row.item_id, row.version, row.channel),
+        channel=row.channel,
+        action=row.action,
+        attempt=row.attempts + 1,
+        confirming=row.status == CONFIRMING,
+        publication=publication(row),
+        receipt=receipt,
+    )
+
+
+def _claimable(row: Any, now: datetime) -> bool:
+    if row.status in (PENDING, RETRYING, CONFIRMING):
+        return True
+    return bool(row.status == SENDING and row.lease_until is not None and row.lease_until < now)
+
+
+_CONTENT = (
+    "title", "summary", "body_html", "fields", "withheld", "formed_on", "changed_on", "decision",
+    "project_code", "region", "document_number", "keywords", "validity", "change_note",
+    "approved_at",
+)  # fmt: skip
+
+# A delivery with its version's content, its item's state and its agency's name: one row each
+# (`publication` turns one into what a channel receives). A claim locks only the delivery rows
+# (PostgreSQL); SQLite's BEGIN IMMEDIATE locks the database.
+DELIVERY_CONTENT = (
+    sa.select(
+        deliveries,
+        item_versions.c.status.label("version_status"),
+        *(item_versions.c[name] for name in _CONTENT),
+        items.c.status.label("item_status"),
+        items.c.index_no,
+        items.c.agency_code,
+        items.c.domain,
+        items.c.category,
+        agencies.c.name.label("agency_name"),
+    )
+    .join(
+        item_versions,
+        sa.and_(
+            item_versions.c.item_id == deliveries.c.item_id,
+            item_versions.c.version == deliveries.c.version,
+        ),
+    )
+    .join(items, items.c.id == deliveries.c.item_id)
+    .join(agencies, agencies.c.code == items.c.agency_code)
+)
+
+
+def _ids_in(ids: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    return deliveries.c.id.in_(ids) if ids.expanding else deliveries.c.id == sa.any_(ids)
+
+
+def _claim_rows(ids: sa.BindParameter[Any]) -> sa.Select[Any]:
+    return (
+        DELIVERY_CONTENT.where(_ids_in(ids))
+        .order_by(deliveries.c.id)  # one lock order for every batch: no deadlocks
+        .with_for_update(of=deliveries)
+    )
+
+
+def _lease(ids: sa.BindParameter[Any]) -> sa.Update:
+    return (
+        deliveries.update()
+        .where(_ids_in(ids))
+        .values(
+            status=SENDING,
+            attempts=deliveries.c.attempts + 1,
+            lease_until=sa.bindparam("until", type_=UTCDateTime()),
+            updated_at=sa.bindparam("now", type_=UTCDateTime()),
+        )
+    )
+
+
+# The ids go in as one array on PostgreSQL (`= ANY(:ids)`): one statement whatever their number,
+# prepared once per connection; SQLite, which has no arrays, gets `IN (…)`, expanded per call.
+_ID_ARRAY = sa.bindparam("ids", type_=ARRAY(sa.BigInteger()))
+_ID_LIST: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_CLAIM_ROWS = {"postgresql": _claim_rows(_ID_ARRAY), "sqlite": _claim_rows(_ID_LIST)}
+_LEASE = {"postgresql": _lease(_ID_ARRAY), "sqlite": _lease(_ID_LIST)}
+
+
+async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bool:
+    """Is an earlier version's delivery on this channel being sent or confirmed right now?"""
+    if row.version == 1:
+        return False  # the common case: nothing older exists
+    busy = await conn.execute(
+        sa.select(deliveries.c.id)
+        .where(
+            deliveries.c.item_id == row.item_id,
+            deliveries.c.channel == row.channel,
+            deliveries.c.version < row.version,
+            sa.or_(
+                deliveries.c.status == CONFIRMING,
+                sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until >= now),
+            ),
+        )
+        .limit(1)
+    )
+    return busy.first() is not None
+
+
+def _own_receipt(row: Any) -> Receipt:
+    return Receipt(external_id=row.external_id, url=row.url, steps=row.steps or {})
+
+
+async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
+    """The newest publication of this item on this channel: what a withdrawal takes down."""
+    published = (
+        await conn.execute(
+            sa.select(deliveries)
+            .where(
+                deliveries.c.item_id == row.item_id,
+                deliveries.c.channel == row.channel,
+                deliveries.c.action == "publish",
+                deliveries.c.status == PUBLISHED,
+            )
+            .order_by(deliveries.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    if published is None:
+        return None
+    return Receipt(
+        external_id=published.external_id,
+        url=published.url,
+        confirmed_at=published.confirmed_at,
+        steps=published.steps or {},
+    )
+
+
+def publication(row: Any) -> Publication:
+    """What the channel receives, from a `DELIVERY_CONTENT` row."""
+    return Publication(
+        key=delivery_key(row.item_id, row.version, row.channel),
+        item_id=row.item_id,
+        version=row.version,
+        action=row.action,
+        index_no=row.index_no,
+        agency_code=row.agency_code,
+        agency_name=row.agency_name,
+        domain=row.domain,
+        category=row.category,
+        title=row.title,
+        summary=row.summary,
+        body_html=row.body_html,
+        fields=row.fields,
+        withheld=tuple(row.withheld),
+        formed_on=row.formed_on,
+        changed_on=row.changed_on,
+        decision=row.decision,
+        project_code=row.project_code,
+        region=row.region,
+        document_number=row.document_number,
+        keywords=tuple(row.keywords),
+        validity=row.validity,
+        change_note=row.change_note,
+        approved_at=row.approved_at,
+        steps=row.steps or {},
+        **catalogue_labels(row.domain, row.category),
+    )
+
+
+async def _skip(conn: AsyncConnection, row: Any, reason: str, now: datetime) -> ledger.Event:
+    """Mark a delivery skipped (rare: one statement of its own); returns its ledger event."""
+    await conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id == row.id)
+        .values(status=SKIPPED, lease_until=None, last_error=reason, updated_at=now)
+    )
+    data = {"channel": row.channel, "reason": reason}
+    return delivery_event(row.item_id, row.version, row.id, SKIPPED, now, data)
+
+
+async def retry_by_hand(engine: AsyncEngine, actor: Actor, delivery_id: int) -> tuple[int, str]:
+    """Put a failed delivery back in the queue; returns (id, job key) to enqueue."""
+    async with transaction(engine) as conn:
+        row = (
+            await conn.execute(
+                sa.select(deliveries, items.c.agency_code)
+                .join(items, items.c.id == deliveries.c.item_id)
+                .where(deliveries.c.id == delivery_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        require(actor, "retry", row.agency_code)
+        if row.status != FAILED:
+            raise Conflict(f"delivery {delivery_id} is {row.status}; only failed ones are retried")
+        now = datetime.now(UTC)
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id)
+            .values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now)
+        )
+        event = ledger.Event(
+            "delivery.retry_requested", actor.label, item_id=row.item_id, version=row.version,
+            delivery_id=delivery_id, at=now, data={"channel": row.channel, "status": PENDING},
+        )  # fmt: skip
+        await ledger.append_many(conn, [event])
+    return delivery_id, delivery_key(row.item_id, row.version, row.channel)

@@ -1,0 +1,105 @@
+"""The arq queue: one job per delivery, its id the delivery key, so a duplicate is refused.
+
+Redis only carries work; SQL says what is due. Enqueueing is best effort: if Redis is away, the
+sweeper enqueues every due delivery when it is back. Jobs keep no result (`keep_result=0`), so a
+finished delivery's id can be enqueued again (a retry by hand).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dispatcher.dispatch.deliveries import delivery_key
+from dispatcher.storage.models import CONFIRMING, PENDING, RETRYING, SENDING, deliveries
+
+log = logging.getLogger(__name__)
+JOB = "deliver"
+QUEUE = "gongkai:deliveries"
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq settings for a redis:// or unix:// URL; a short retry so a dead Redis fails fast."""
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = 2
+    return settings
+
+
+async def connect(url: str) -> ArqRedis:
+    """A pool that has answered a PING (fails if Redis is unreachable)."""
+    return await create_pool(redis_settings(url), default_queue_name=QUEUE)
+
+
+def connect_lazily(url: str) -> ArqRedis:
+    """A pool that connects on first use: a web app starts, and stays up, while Redis is away."""
+    connections = ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    return ArqRedis(connections, default_queue_name=QUEUE)
+
+
+async def enqueue(pool: ArqRedis, delivery_id: int, key: str, at: datetime | None) -> bool:
+    """Queue one delivery's job (deferred to `at`); False if that job is already queued."""
+    defer = at if at is not None and at > datetime.now(UTC) else None
+    job = await pool.enqueue_job(JOB, delivery_id, _job_id=key, _defer_until=defer)
+    return job is not None
+
+
+async def enqueue_rows(pool: ArqRedis | None, rows: list[Any]) -> int:
+    """Best-effort enqueue of delivery rows (id, item_id, version, channel, next_attempt_at)."""
+    if pool is None:
+        return 0
+    queued = 0
+    try:
+        for row in rows:
+            key = delivery_key(row.item_id, row.version, row.channel)
+            queued += await enqueue(pool, row.id, key, row.next_attempt_at)
+    except (RedisError, OSError) as exc:
+        log.warning("could not enqueue deliveries (the sweeper will): %s", exc)
+    return queued
+
+
+async def item_deliveries_due(conn: AsyncConnection, item_id: int) -> list[Any]:
+    """The item's deliveries that wait for a job: what to enqueue after approve or withdraw."""
+    rows = await conn.execute(
+        sa.select(deliveries).where(
+            deliveries.c.item_id == item_id, deliveries.c.status.in_((PENDING, RETRYING))
+        )
+    )
+    return list(rows)
+
+
+async def delivery_rows(conn: AsyncConnection, ids: list[int]) -> list[Any]:
+    return list(await conn.execute(sa.select(deliveries).where(deliveries.c.id.in_(ids))))
+
+
+async def due(conn: AsyncConnection, horizon: timedelta, limit: int = 5000) -> list[Any]:
+    """Deliveries due before now + horizon, and those whose worker's lease ran out."""
+    now = datetime.now(UTC)
+    rows = await conn.execute(
+        sa.select(deliveries)
+        .where(
+            sa.or_(
+                sa.and_(
+                    deliveries.c.status.in_((PENDING, RETRYING, CONFIRMING)),
+                    deliveries.c.next_attempt_at <= now + horizon,
+                ),
+                sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now),
+            )
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def sweep(engine: AsyncEngine, pool: ArqRedis, horizon: timedelta) -> int:
+    """Enqueue every due delivery whose job is missing; returns how many were queued."""
+    async with engine.connect() as conn:
+        rows = await due(conn, horizon)
+    return await enqueue_rows(pool, rows)

@@ -1,0 +1,150 @@
+"""HTTP API routes under /api/v1: the catalogue, items, approval, revisions, withdrawal."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from dispatcher.dispatch import queue
+from dispatcher.errors import InputError, PermissionDenied
+from dispatcher.http.app import DEPS, actor, json_body
+from dispatcher.http.openapi import openapi_document
+from dispatcher.items import queries, workflow
+from dispatcher.rules.intake import parse_json
+
+PREFIX = "/api/v1"
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _item_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def _item_response(request: web.Request, item_id: int, status: int = 200) -> web.Response:
+    who = await actor(request)
+    async with request.app[DEPS].engine.connect() as conn:
+        body = await queries.item_json(conn, who, item_id)
+    headers = {"Location": f"{PREFIX}/items/{item_id}"} if status == 201 else None
+    return json_response(body, status, headers)
+
+
+async def get_catalogue(request: web.Request) -> web.Response:
+    return json_response(request.app[DEPS].rules.catalogue.to_json())
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+async def post_item(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    who = await actor(request)
+    workflow.require(who, "submit")
+    data = parse_json(await json_body(request))
+    key = request.headers.get("Idempotency-Key")
+    item_id, created = await workflow.submit(deps.engine, deps.rules, who, data, key)
+    response = await _item_response(request, item_id, 201 if created else 200)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def _enqueue(request: web.Request, item_id: int) -> None:
+    deps = request.app[DEPS]
+    if deps.queue is not None:
+        async with deps.engine.connect() as conn:
+            rows = await queue.item_deliveries_due(conn, item_id)
+        await queue.enqueue_rows(deps.queue, rows)
+
+
+async def approve_item(request: web.Request) -> web.Response:
+    await workflow.approve(request.app[DEPS].engine, await actor(request), _item_id(request))
+    await _enqueue(request, _item_id(request))
+    return await _item_response(request, _item_id(request))
+
+
+async def post_revision(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    who = await actor(request)
+    workflow.require(who, "revise")
+    data = parse_json(await json_body(request))
+    await workflow.revise(deps.engine, deps.rules, who, _item_id(request), data)
+    return await _item_response(request, _item_id(request), 201)
+
+
+async def withdraw_item(request: web.Request) -> web.Response:
+    who = await actor(request)
+    workflow.require(who, "withdraw")
+    data = parse_json(await json_body(request))
+    await workflow.withdraw(request.app[DEPS].engine, who, _item_id(request), data)
+    await _enqueue(request, _item_id(request))
+    return await _item_response(request, _item_id(request))
+
+
+async def get_item(request: web.Request) -> web.Response:
+    return await _item_response(request, _item_id(request))
+
+
+def _list_query(request: web.Request) -> queries.ListQuery:
+    q = request.query
+    try:
+        since = datetime.fromisoformat(q["since"]) if "since" in q else None
+    except ValueError:
+        raise InputError([("since", "an ISO 8601 time, e.g. 2026-11-01T00:00:00+08:00")]) from None
+    if since is not None and since.tzinfo is None:
+        raise InputError([("since", "give a time zone, e.g. +08:00")])
+    numbers: dict[str, int | None] = {}
+    for name, default in (("cursor", None), ("limit", 50)):
+        try:
+            numbers[name] = int(q[name]) if name in q else default
+        except ValueError:
+            raise InputError([(name, "a whole number")]) from None
+    return queries.ListQuery(
+        status=q.get("status"),
+        domain=q.get("domain"),
+        category=q.get("category"),
+        since=since,
+        cursor=numbers["cursor"],
+        limit=numbers["limit"] or 0,
+    )
+
+
+async def list_items(request: web.Request) -> web.Response:
+    who = await actor(request)
+    agency = request.query.get("agency")
+    if agency is not None and agency != who.agency_code:
+        raise PermissionDenied("a token sees only its own agency's items")
+    query = _list_query(request)
+    async with request.app[DEPS].engine.connect() as conn:
+        page, cursor = await queries.list_items(conn, who, query)
+    body: dict[str, Any] = {"items": page, "next_cursor": cursor}
+    if cursor is not None:
+        params = {k: v for k, v in request.query.items() if k != "cursor"}
+        params["cursor"] = str(cursor)
+        body["next"] = str(request.rel_url.with_query(params))
+    return json_response(body)
+
+
+def add_routes(app: web.Application) -> None:
+    item = PREFIX + r"/items/{id:\d{1,15}}"
+    app.router.add_get(PREFIX + "/catalogue", get_catalogue)
+    app.router.add_get(PREFIX + "/openapi.json", get_openapi)
+    app.router.add_post(PREFIX + "/items", post_item)
+    app.router.add_get(PREFIX + "/items", list_items)
+    app.router.add_get(item, get_item)
+    app.router.add_post(item + "/approve", approve_item)
+    app.router.add_post(item + "/revisions", post_revision)
+    app.router.add_post(item + "/withdraw", withdraw_item)

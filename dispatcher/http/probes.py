@@ -1,0 +1,121 @@
+"""Liveness, readiness and Prometheus metrics: /healthz, /readyz, /metrics.
+
+Metrics are read from SQL at scrape time, so every web process reports the same figures whatever
+worker did the work: deliveries by channel and state, the arq queue depth, and a histogram of
+the time from a delivery being due (approval, or its scheduled time) to its confirmation. The
+histogram scans confirmed deliveries on each scrape; that is cheap up to about a million rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dispatcher.dispatch import queue
+from dispatcher.http.api_items import json_response
+from dispatcher.http.app import DEPS
+from dispatcher.storage.models import PUBLISHED, TAKEN_DOWN, deliveries
+
+log = logging.getLogger(__name__)
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    checks: dict[str, str] = {}
+    try:
+        async with deps.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if deps.queue is None:
+        checks["redis"] = "not used by this process"
+    else:
+        try:
+            await deps.queue.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+    ready = all(v == "ok" or v.startswith("not used") for v in checks.values())
+    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+def _seconds(conn: AsyncConnection, later: Any, earlier: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return sa.func.extract("epoch", later - earlier)
+    return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+async def _latency(conn: AsyncConnection) -> tuple[list[tuple[str, float]], float]:
+    seconds = _seconds(conn, deliveries.c.confirmed_at, deliveries.c.requested_at)
+    columns = [sa.func.count().label("count"), sa.func.coalesce(sa.func.sum(seconds), 0.0)]
+    columns += [sa.func.sum(sa.case((seconds <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
+    row = (
+        await conn.execute(
+            sa.select(*columns).where(deliveries.c.status.in_((PUBLISHED, TAKEN_DOWN)))
+        )
+    ).one()
+    count, total = int(row[0]), float(row[1])
+    buckets = [(str(b), float(row[i + 2] or 0)) for i, b in enumerate(LATENCY_BUCKETS)]
+    return [*buckets, ("+Inf", float(count))], total
+
+
+class _Snapshot:
+    """A collector that yields metric families computed beforehand (collectors are sync)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+async def metrics(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    by_state = GaugeMetricFamily(
+        "gongkai_deliveries", "Deliveries by channel and state", labels=["channel", "state"]
+    )
+    async with deps.engine.connect() as conn:
+        counts = await conn.execute(
+            sa.select(deliveries.c.channel, deliveries.c.status, sa.func.count()).group_by(
+                deliveries.c.channel, deliveries.c.status
+            )
+        )
+        for channel, state, count in counts:
+            by_state.add_metric([channel, state], count)
+        buckets, total = await _latency(conn)
+    latency = HistogramMetricFamily(
+        "gongkai_delivery_confirm_seconds",
+        "Time from a delivery being due (approval or schedule) to its confirmation",
+    )
+    latency.add_metric([], buckets, total)
+    families: list[Metric] = [by_state, latency]
+    if deps.queue is not None:
+        depth = GaugeMetricFamily("gongkai_queue_depth", "Jobs waiting in the arq queue")
+        try:
+            depth.add_metric([], await deps.queue.zcard(queue.QUEUE))
+            families.append(depth)
+        except Exception as exc:
+            log.warning("queue depth unavailable: %s", exc)
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,241 @@
+"""The site search: an n-gram inverted index over titles and summaries, on SQLite and PostgreSQL.
+
+Chinese has no spaces between words, so the index is of characters, not words. Text is
+normalized (NFKC, lowercase; anything that is not a letter or digit becomes a separator), then:
+
+- a run of CJK characters gives every character (unigram) and every adjacent pair (bigram);
+- a run of other letters and digits (`e9901000001234567`, `2026`) gives one whole-word token.
+
+A query is normalized the same way. Whitespace in the query separates terms that must all
+match; within a term, each CJK run of two or more characters looks up its bigrams (a lone
+character its unigram) and each word its token. A candidate must hold every gram
+(`GROUP BY … HAVING count(*) = n`, which the (gram, item, version) primary key makes exact), then
+each term must occur as a phrase in the normalized text (`LIKE`), so `医中` does not match
+`中心医院` although both characters are there. Words match whole: `2026` finds `2026年`, `202`
+does not.
+
+Rows are written when a version is approved (`index_version`, in the approval's transaction) and
+never change. Which version a reader sees is decided at query time, as on the website: the newest
+version whose `website` publish delivery is `published`, of an item that is not withdrawn; a
+scheduled version, or a revision still on its way, is not found until its page is live.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dispatcher.storage.models import (
+    PUBLISHED,
+    WITHDRAWN,
+    agencies,
+    deliveries,
+    item_versions,
+    items,
+    search_documents,
+    search_grams,
+)
+
+MAX_QUERY = 100  # characters of the raw query
+PAGE_SIZE = 20
+MAX_PAGE = 50  # deeper pages are refused: nobody reads them, crawlers would
+MAX_TOKEN = 40  # longer words are indexed and looked up by their first 40 characters
+_WEBSITE = "website"
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF),  # radicals
+    (0x3007, 0x3007),  # 〇, as in 二〇二六年
+    (0x3040, 0x30FF),  # kana
+    (0x3100, 0x312F),  # bopomofo
+    (0x3400, 0x4DBF),  # extension A
+    (0x4E00, 0x9FFF),  # unified ideographs
+    (0xAC00, 0xD7AF),  # hangul
+    (0xF900, 0xFAFF),  # compatibility ideographs
+    (0x20000, 0x3FFFF),  # extensions B and later
+)
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+def normalize(text: str) -> str:
+    """NFKC, lowercase, every run of non-letters/digits one space (CJK characters kept)."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFKC", text).lower():
+        out.append(ch if _is_cjk(ch) or ch.isalnum() else " ")
+    return " ".join("".join(out).split())
+
+
+def _runs(normal: str) -> list[tuple[bool, str]]:
+    """Split normalized text into (is CJK, run) pieces: CJK runs and words."""
+    runs: list[tuple[bool, str]] = []
+    for word in normal.split():
+        start = 0
+        for i in range(1, len(word) + 1):
+            if i == len(word) or _is_cjk(word[i]) != _is_cjk(word[start]):
+                runs.append((_is_cjk(word[start]), word[start:i]))
+                start = i
+    return runs
+
+
+def index_grams(text: str) -> set[str]:
+    """The grams stored for normalized `text`: CJK unigrams and bigrams, whole words."""
+    grams: set[str] = set()
+    for cjk, run in _runs(text):
+        if not cjk:
+            grams.add(run[:MAX_TOKEN])
+            continue
+        grams.update(run)
+        grams.update(run[i : i + 2] for i in range(len(run) - 1))
+    return grams
+
+
+def query_grams(term: str) -> set[str]:
+    """The grams a normalized query term needs: bigrams of CJK runs (a lone character), words."""
+    grams: set[str] = set()
+    for cjk, run in _runs(term):
+        if not cjk:
+            grams.add(run[:MAX_TOKEN])
+        elif len(run) == 1:
+            grams.add(run)
+        else:
+            grams.update(run[i : i + 2] for i in range(len(run) - 1))
+    return grams
+
+
+def document(title: str, summary: str) -> str:
+    """The normalized text of a version; a newline keeps phrases from spanning title and summary."""
+    return f"{normalize(title)}\n{normalize(summary)}"
+
+
+def index_rows(item_id: int, version: int, title: str, summary: str) -> tuple[dict[str, Any], ...]:
+    """The document row then one row per gram of a version (also used by the backfill migration)."""
+    text = document(title, summary)
+    ids = {"item_id": item_id, "version": version}
+    grams = sorted(set().union(*(index_grams(part) for part in text.split("\n"))))
+    return ({**ids, "text": text}, *({**ids, "gram": gram} for gram in grams))
+
+
+async def index_version(
+    conn: AsyncConnection, item_id: int, version: int, title: str, summary: str
+) -> None:
+    """Index an approved version, in the caller's transaction (once per version)."""
+    doc, *grams = index_rows(item_id, version, title, summary)
+    await conn.execute(search_documents.insert().values(doc))
+    if grams:
+        await conn.execute(search_grams.insert(), grams)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: what the result list shows of an item's public version."""
+
+    item_id: int
+    version: int
+    title: str
+    summary: str
+    domain: str
+    category: str
+    agency_name: str
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Results:
+    """One page of results; `total` counts all pages."""
+
+    terms: tuple[str, ...]
+    hits: tuple[Hit, ...]
+    total: int
+    page: int
+
+    @property
+    def pages(self) -> int:
+        return min(MAX_PAGE, -(-self.total // PAGE_SIZE))
+
+
+def terms_of(query: str) -> tuple[str, ...]:
+    """The normalized terms of a query (whitespace separates terms), duplicates dropped."""
+    return tuple(dict.fromkeys(t for t in (normalize(part) for part in query.split()) if t))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _matches(terms: tuple[str, ...]) -> sa.Subquery:
+    """(item_id, version) of the versions holding every gram of every term."""
+    grams = sorted(set().union(*(query_grams(t) for t in terms)))
+    return (
+        sa.select(search_grams.c.item_id, search_grams.c.version)
+        .where(search_grams.c.gram.in_(grams))
+        .group_by(search_grams.c.item_id, search_grams.c.version)
+        .having(sa.func.count() == len(grams))
+        .subquery("matches")
+    )
+
+
+def _live(site: sa.FromClause, m: sa.Subquery) -> list[sa.ColumnElement[bool]]:
+    """`site` is a confirmed website publication of the match, and no newer one exists."""
+    newer = deliveries.alias("newer")
+    return [
+        site.c.action == "publish",
+        site.c.status == PUBLISHED,
+        ~sa.exists().where(
+            newer.c.item_id == m.c.item_id,
+            newer.c.version > m.c.version,
+            newer.c.channel == _WEBSITE,
+            newer.c.action == "publish",
+            newer.c.status == PUBLISHED,
+        ),
+        items.c.status != WITHDRAWN,
+    ]
+
+
+async def search(conn: AsyncConnection, query: str, page: int = 1) -> Results:
+    """Page `page` (1-based) of the public items matching `query`, newest publication first."""
+    terms = terms_of(query)
+    if not terms:
+        return Results(terms, (), 0, page)
+    m = _matches(terms)
+    docs, iv = search_documents, item_versions
+    site = deliveries.alias("site")
+    joined = (
+        m.join(docs, sa.and_(docs.c.item_id == m.c.item_id, docs.c.version == m.c.version))
+        .join(items, items.c.id == m.c.item_id)
+        .join(
+            site,
+            sa.and_(
+                site.c.item_id == m.c.item_id,
+                site.c.version == m.c.version,
+                site.c.channel == _WEBSITE,
+            ),
+        )
+    )
+    where = _live(site, m)
+    where += [docs.c.text.like(f"%{_escape_like(t)}%", escape="\\") for t in terms]
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(joined).where(*where))
+    ).scalar_one()
+    if total == 0:
+        return Results(terms, (), 0, page)
+    shown = joined.join(iv, sa.and_(iv.c.item_id == m.c.item_id, iv.c.version == m.c.version)).join(
+        agencies, agencies.c.code == items.c.agency_code
+    )
+    columns = (items.c.id, m.c.version, iv.c.title, iv.c.summary, items.c.domain)
+    rows = await conn.execute(
+        sa.select(*columns, items.c.category, agencies.c.name, site.c.confirmed_at)
+        .select_from(shown)
+        .where(*where)
+        .order_by(site.c.confirmed_at.desc(), items.c.id.desc())
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    hits = tuple(Hit(*row) for row in rows)
+    return Results(terms, hits, int(total), page)

@@ -1,0 +1,405 @@
+"""The item workflow: submit, approve (先审后发), revise, withdraw — each one SQL transaction.
+
+Approval writes the item's delivery rows (the outbox) and its ledger events in the same
+transaction as the state change, so an approved item can never lack its deliveries. Concurrent
+approvals race on a conditional UPDATE of the version's status: exactly one wins, the other sees
+a 409. The 索引号 serial comes from a per-agency, per-year counter row updated in that same
+transaction, so serials are unique and never reused even under concurrent approvals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from channels.base import SHANGHAI
+from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
+from dispatcher.items import search
+from dispatcher.items.accounts import Actor
+from dispatcher.rules.intake import (
+    ItemIn,
+    RevisionIn,
+    Rules,
+    WithdrawIn,
+    check_item,
+    pydantic_errors,
+    today,
+)
+from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS
+from dispatcher.storage import ledger, outbox
+from dispatcher.storage.db import transaction
+from dispatcher.storage.ledger import canonical_json
+from dispatcher.storage.models import (
+    APPROVED,
+    ORIGINAL,
+    REVISION,
+    SCHEDULED,
+    SUBMITTED,
+    SUPERSEDED,
+    WITHDRAWAL,
+    WITHDRAWN,
+    agencies,
+    index_counters,
+    item_versions,
+    items,
+)
+
+# Which roles may do what. Reading is open to every role of the item's own agency.
+PERMISSIONS = {
+    "submit": ("editor",),
+    "revise": ("editor",),
+    "approve": ("approver",),
+    "withdraw": ("approver",),
+    "read": ("editor", "approver", "auditor", "admin"),
+    "retry": ("editor", "approver"),
+}
+_CONTENT_KEYS = tuple(ItemIn.model_fields)
+
+
+def require(actor: Actor, action: str, agency_code: str | None = None) -> None:
+    """PermissionDenied unless the actor's role allows `action` on `agency_code`'s items."""
+    allowed = PERMISSIONS[action]
+    if actor.role not in allowed:
+        raise PermissionDenied(
+            f"{action} needs the {' or '.join(allowed)} role; yours is {actor.role}"
+        )
+    if agency_code is not None and agency_code != actor.agency_code:
+        raise PermissionDenied("this item belongs to another agency")
+
+
+def version_hash(values: dict[str, Any]) -> str:
+    """A digest of a version's stored content, recorded in the ledger event that creates it."""
+    return hashlib.sha256(canonical_json(_jsonable(values)).encode()).hexdigest()
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(values, default=str, ensure_ascii=False))
+    return out
+
+
+async def submit(
+    engine: AsyncEngine,
+    rules: Rules,
+    actor: Actor,
+    data: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[int, bool]:
+    """Store a new item (status `submitted`); returns (item id, created?)."""
+    require(actor, "submit")
+    request_hash = hashlib.sha256(canonical_json(data).encode()).hexdigest()
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 200:
+            raise InputError([("Idempotency-Key", "must be 1 to 200 characters")])
+        existing = await _replay(engine, actor, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+    draft = check_item(data, rules, actor.agency_code)
+    now = datetime.now(UTC)
+    try:
+        async with transaction(engine) as conn:
+            result = await conn.execute(
+                items.insert().values(
+                    agency_code=actor.agency_code,
+                    domain=data["domain"],
+                    category=data["category"],
+                    status=SUBMITTED,
+                    latest_version=1,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            item_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            event = await _insert_version(conn, item_id, 1, ORIGINAL, draft.values, actor, now)
+            await ledger.append_many(conn, [event])
+    except IntegrityError:
+        # Lost a race with the same Idempotency-Key: the other request's item is the answer.
+        if idempotency_key is None:
+            raise
+        existing = await _replay(engine, actor, idempotency_key, request_hash)
+        if existing is None:
+            raise
+        return existing, False
+    return item_id, True
+
+
+async def _replay(engine: AsyncEngine, actor: Actor, key: str, request_hash: str) -> int | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(items.c.id, items.c.request_hash).where(
+                    items.c.agency_code == actor.agency_code, items.c.idempotency_key == key
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise InputError([("Idempotency-Key", "already used for a different item; use a new key")])
+    return int(row.id)
+
+
+async def _insert_version(
+    conn: AsyncConnection,
+    item_id: int,
+    version: int,
+    kind: str,
+    values: dict[str, Any],
+    actor: Actor,
+    now: datetime,
+    status: str = SUBMITTED,
+    change_note: str | None = None,
+    changed_on: date | None = None,
+) -> ledger.Event:
+    row = dict(values, change_note=change_note, changed_on=changed_on)
+    await conn.execute(
+        item_versions.insert().values(
+            item_id=item_id,
+            version=version,
+            kind=kind,
+            status=status,
+            submitted_by=actor.holder,
+            submitted_at=now,
+            **row,
+        )
+    )
+    return ledger.Event(
+        f"item.{'submitted' if kind != WITHDRAWAL else 'withdrawn'}",
+        actor.label,
+        item_id=item_id,
+        version=version,
+        at=now,
+        data={
+            "kind": kind,
+            "deadline": str(values["deadline"]),
+            "deadline_provisional": values["deadline_provisional"],
+            "change_note": change_note,
+            "content_sha256": version_hash(row),
+        },
+    )
+
+
+async def _lock_item(conn: AsyncConnection, actor: Actor, item_id: int, action: str) -> Any:
+    require(actor, action)
+    item = (
+        await conn.execute(sa.select(items).where(items.c.id == item_id).with_for_update())
+    ).first()
+    if item is None:
+        raise NotFound(f"no item {item_id}")
+    require(actor, action, item.agency_code)
+    return item
+
+
+async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
+    """Approve the item's pending version, assign its 索引号 and write its deliveries."""
+    async with transaction(engine) as conn:
+        item = await _lock_item(conn, actor, item_id, "approve")
+        version = (
+            await conn.execute(
+                sa.select(item_versions).where(
+                    item_versions.c.item_id == item_id,
+                    item_versions.c.version == item.latest_version,
+                )
+            )
+        ).one()
+        if version.status != SUBMITTED:
+            raise Conflict(f"item {item_id} has no version awaiting approval (it is {item.status})")
+        if version.submitted_by == actor.holder:
+            raise PermissionDenied("先审后发: an approver cannot approve their own submission")
+        now = datetime.now(UTC)
+        status = SCHEDULED if version.publish_at and version.publish_at > now else APPROVED
+        won = await conn.execute(
+            item_versions.update()
+            .where(
+                item_versions.c.item_id == item_id,
+                item_versions.c.version == version.version,
+                item_versions.c.status == SUBMITTED,
+            )
+            .values(status=status, approved_by=actor.holder, approved_at=now)
+        )
+        if won.rowcount != 1:
+            raise Conflict(f"item {item_id} was approved by someone else just now")
+        index_no = item.index_no or await _next_index_no(conn, item.agency_code, now)
+        await _supersede_older(conn, item_id, version.version)
+        await search.index_version(conn, item_id, version.version, version.title, version.summary)
+        await conn.execute(
+            items.update()
+            .where(items.c.id == item_id)
+            .values(status=status, live_version=version.version, index_no=index_no, updated_at=now)
+        )
+        approved = ledger.Event(
+            "item.approved",
+            actor.label,
+            item_id=item_id,
+            version=version.version,
+            at=now,
+            data={"status": status, "index_no": index_no},
+        )
+        start = max(version.publish_at or now, now)
+        created = await outbox.write_deliveries(
+            conn, item_id, version.version, version.channels, "publish", start
+        )
+        await ledger.append_many(conn, [approved, *created])
+
+
+async def _next_index_no(conn: AsyncConnection, agency_code: str, now: datetime) -> str:
+    year = now.astimezone(SHANGHAI).year
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    await conn.execute(
+        dialect.insert(index_counters)
+        .values(agency_code=agency_code, year=year, last_serial=0)
+        .on_conflict_do_nothing()
+    )
+    serial = (
+        await conn.execute(
+            index_counters.update()
+            .where(index_counters.c.agency_code == agency_code, index_counters.c.year == year)
+            .values(last_serial=index_counters.c.last_serial + 1)
+            .returning(index_counters.c.last_serial)
+        )
+    ).scalar_one()
+    prefix = (
+        await conn.execute(sa.select(agencies.c.index_prefix).where(agencies.c.code == agency_code))
+    ).scalar_one()
+    return f"{prefix}/{year}-{serial:05d}"
+
+
+async def _supersede_older(conn: AsyncConnection, item_id: int, version: int) -> None:
+    await conn.execute(
+        item_versions.update()
+        .where(
+            item_versions.c.item_id == item_id,
+            item_versions.c.version < version,
+            item_versions.c.status.in_((SUBMITTED, APPROVED, SCHEDULED)),
+        )
+        .values(status=SUPERSEDED)
+    )
+
+
+async def revise(
+    engine: AsyncEngine, rules: Rules, actor: Actor, item_id: int, data: dict[str, Any]
+) -> None:
+    """Submit a new version (变更); it needs approval, and its clock starts at its change date."""
+    try:
+        revision = RevisionIn.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        raise InputError(pydantic_errors(exc)) from None
+    changed_on = revision.changed_on or today()
+    async with transaction(engine) as conn:
+        item = await _lock_item(conn, actor, item_id, "revise")
+        if item.status == WITHDRAWN:
+            raise Conflict(f"item {item_id} is withdrawn; it cannot be revised")
+        latest = await _version(conn, item_id, item.latest_version)
+        if changed_on > today() or changed_on < latest.formed_on:
+            raise InputError([("changed_on", "must lie between formed_on and today")])
+        merged, carried = _merge(latest, revision.model_extra or {}, rules.enabled_channels)
+        for key in ("domain", "category"):
+            if merged[key] != getattr(item, key):
+                raise InputError([(key, "a revision cannot change the domain or category")])
+        draft = check_item(merged, rules, actor.agency_code, changed_on)
+        draft.values["withheld"] = carried + draft.values["withheld"]
+        now = datetime.now(UTC)
+        new_version = item.latest_version + 1
+        await conn.execute(
+            item_versions.update()
+            .where(item_versions.c.item_id == item_id, item_versions.c.status == SUBMITTED)
+            .values(status=SUPERSEDED)
+        )
+        event = await _insert_version(
+            conn, item_id, new_version, REVISION, draft.values, actor, now,
+            change_note=revision.change_note, changed_on=changed_on,
+        )  # fmt: skip
+        await conn.execute(
+            items.update()
+            .where(items.c.id == item_id)
+            .values(status=SUBMITTED, latest_version=new_version, updated_at=now)
+        )
+        await ledger.append_many(conn, [event])
+
+
+def _merge(
+    latest: Any, changes: dict[str, Any], enabled: tuple[str, ...]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The latest version's content with `changes` applied, and the withheld notes carried over.
+
+    Carried notes are those for parts the revision does not resend: those parts stay as stored,
+    already without what was withheld.
+    """
+    merged = {key: getattr(latest, key) for key in _CONTENT_KEYS if hasattr(latest, key)}
+    merged.update(
+        formed_on=latest.formed_on.isoformat(), secrecy="none", withheld=[],
+        publish_at=latest.publish_at.isoformat() if latest.publish_at else None,
+        channels=[c for c in latest.channels if c in enabled] or None,
+    )  # fmt: skip
+    merged.update(changes)
+    carried = [
+        w
+        for w in latest.withheld
+        if w["field"].split(".")[0].split("[")[0] not in changes
+        and w["field"].split(".")[0] in WITHHOLDABLE_ROOTS
+    ]
+    return merged, carried
+
+
+async def _version(conn: AsyncConnection, item_id: int, version: int) -> Any:
+    return (
+        await conn.execute(
+            sa.select(item_versions, items.c.domain, items.c.category)
+            .join(items, items.c.id == item_versions.c.item_id)
+            .where(item_versions.c.item_id == item_id, item_versions.c.version == version)
+        )
+    ).one()
+
+
+async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[str, Any]) -> None:
+    """Withdraw the item at once: a withdrawal version, and a takedown on every channel it is on."""
+    try:
+        reason = WithdrawIn.model_validate_json(json.dumps(data)).reason
+    except ValidationError as exc:
+        raise InputError(pydantic_errors(exc)) from None
+    async with transaction(engine) as conn:
+        item = await _lock_item(conn, actor, item_id, "withdraw")
+        if item.status == WITHDRAWN:
+            raise Conflict(f"item {item_id} is already withdrawn")
+        base = await _version(conn, item_id, item.live_version or item.latest_version)
+        values = {key: getattr(base, key) for key in _STORED_CONTENT}
+        now = datetime.now(UTC)
+        new_version = item.latest_version + 1
+        await _supersede_older(conn, item_id, new_version)
+        event = await _insert_version(
+            conn, item_id, new_version, WITHDRAWAL, values, actor, now,
+            status=APPROVED, change_note=reason, changed_on=today(),
+        )  # fmt: skip
+        await conn.execute(
+            item_versions.update()
+            .where(item_versions.c.item_id == item_id, item_versions.c.version == new_version)
+            .values(approved_by=actor.holder, approved_at=now)
+        )
+        await conn.execute(
+            items.update()
+            .where(items.c.id == item_id)
+            .values(status=WITHDRAWN, latest_version=new_version, updated_at=now)
+        )
+        takedowns = []
+        if item.live_version is not None:
+            takedowns = await outbox.write_deliveries(
+                conn, item_id, new_version, base.channels, "withdraw", now
+            )
+        await ledger.append_many(conn, [event, *takedowns])
+
+
+_STORED_CONTENT = (
+    "title", "summary", "body_html", "fields", "withheld", "formed_on", "decision",
+    "approving_agency", "implementing_agency", "project_code", "region", "document_number",
+    "keywords", "validity", "channels", "publish_at", "late_reason", "deadline",
+    "deadline_provisional",
+)  # fmt: skip

@@ -1,0 +1,1 @@
+"""Operations: the `gongkai` command, serving, the demo and rebuilding the site."""

@@ -1,0 +1,331 @@
+"""Intake: turn submitted item JSON into a version ready to store, or a list of field errors.
+
+Order matters: state secrets are refused before anything else is looked at; the structured fields
+are checked against the catalogue on the full document; only then are withheld parts removed, so
+they never reach storage, the ledger or any response. The body is sanitized to an allow-list with
+nh3 (the Ammonia sanitizer); the title and summary are plain text and escaped wherever shown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+import nh3
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from channels.base import SHANGHAI
+from dispatcher.errors import FieldErrors, InputError, PermissionDenied
+from dispatcher.rules.calendar import WorkCalendar
+from dispatcher.rules.catalogue import Catalogue, Category, validate_fields
+from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, PathError, parse_path, remove_path
+
+ADMINISTRATIVE_DECISION_DAYS = 7
+
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_NO_CONTROL)]
+CreditCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+]
+# Project codes become part of public URLs (/projects/{code}/): keep them to a safe alphabet.
+ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+
+_BODY_TAGS = {
+    "p", "br", "h2", "h3", "h4", "h5", "h6", "strong", "b", "em", "i", "u", "s", "sub", "sup",
+    "ul", "ol", "li", "dl", "dt", "dd", "blockquote", "pre", "code", "hr", "span", "div",
+    "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td", "col", "colgroup",
+    "a", "img", "figure", "figcaption",
+}  # fmt: skip
+_BODY_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+}
+
+
+class Withheld(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    field: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    basis: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class ItemIn(BaseModel):
+    """A disclosure item as editors submit it (DESIGN.md, "The item as JSON")."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="Item")
+
+    domain: str
+    category: str
+    title: Annotated[Line, Field(min_length=1, max_length=300)]
+    summary: Annotated[str, Field(max_length=2000)] = ""
+    body_html: Annotated[str, Field(max_length=500_000)] = ""
+    formed_on: date
+    decision: Literal["administrative_permit", "administrative_penalty"] | None = None
+    approving_agency: CreditCode | None = None
+    implementing_agency: CreditCode | None = None
+    project_code: ProjectCode | None = None
+    region: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+    document_number: Annotated[Line, Field(max_length=200)] | None = None
+    keywords: Annotated[
+        list[Annotated[Line, Field(min_length=1, max_length=50)]], Field(max_length=20)
+    ] = []
+    validity: Literal["valid", "repealed", "expired"] = "valid"
+    fields: dict[str, Any] = {}
+    withheld: Annotated[list[Withheld], Field(max_length=100)] = []
+    secrecy: Literal["none", "state_secret"] = "none"
+    channels: Annotated[list[str], Field(min_length=1, max_length=20)] | None = None
+    publish_at: AwareDatetime | None = None
+    late_reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class RevisionIn(BaseModel):
+    """A revision: a change note, the change date, and the item fields that change."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="Revision")
+
+    change_note: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+    ]
+    changed_on: date | None = None
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, title="Withdrawal")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+IntakeError = InputError
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What intake checks against: the catalogue, the calendar, the enabled channels."""
+
+    catalogue: Catalogue
+    calendar: WorkCalendar
+    enabled_channels: tuple[str, ...]
+
+
+@dataclass
+class Draft:
+    """A validated item version, withheld parts removed, ready to store."""
+
+    category: Category
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def today() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+def pydantic_errors(exc: ValidationError) -> FieldErrors:
+    out: FieldErrors = []
+    for err in exc.errors():
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        out.append((path or "(body)", err["msg"]))
+    return out
+
+
+def parse_json(raw: bytes | str) -> dict[str, Any]:
+    """Decode a JSON object, or raise IntakeError naming the problem."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntakeError([("(body)", f"not valid JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise IntakeError([("(body)", "expected a JSON object")])
+    return data
+
+
+def refuse_state_secret(data: dict[str, Any]) -> None:
+    if data.get("secrecy") == "state_secret":
+        raise IntakeError([("secrecy", "state secrets are never published; nothing was stored")])
+
+
+def sanitize_body(html: str) -> str:
+    return nh3.clean(
+        html,
+        tags=_BODY_TAGS,
+        attributes=_BODY_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+    )
+
+
+def check_item(
+    data: dict[str, Any], rules: Rules, agency_code: str, changed_on: date | None = None
+) -> Draft:
+    """Validate a decoded item for the submitting agency; raise on any problem.
+
+    The statutory clock starts at `formed_on`, or at `changed_on` for a revision.
+    """
+    refuse_state_secret(data)
+    data = _normalize_newlines(data)
+    try:
+        item = ItemIn.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        raise IntakeError(pydantic_errors(exc)) from None
+    category = rules.catalogue.category(item.domain, item.category)
+    errors: FieldErrors = []
+    if item.domain not in rules.catalogue.domains:
+        errors.append(("domain", f"unknown domain {item.domain!r}"))
+    elif category is None:
+        errors.append(("category", f"unknown category {item.category!r} in {item.domain}"))
+    if item.formed_on > today():
+        errors.append(("formed_on", "lies in the future"))
+    if category is not None:
+        errors += validate_fields(category, item.fields)
+        errors += _publisher_errors(item, category)
+    errors += _withheld_errors(item, data, rules)
+    channels, channel_errors = _channels(item, category, rules)
+    errors += channel_errors
+    if errors or category is None:
+        raise IntakeError(errors)
+    _check_who_publishes(item, category, agency_code)
+    values = _version_values(item, data, category, channels, rules, changed_on or item.formed_on)
+    return Draft(category, values)
+
+
+def _normalize_newlines(value: Any) -> Any:
+    """CRLF and CR (as browsers send text areas) become LF, everywhere in the item."""
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    if isinstance(value, list):
+        return [_normalize_newlines(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalize_newlines(v) for k, v in value.items()}
+    return value
+
+
+def _publisher_errors(item: ItemIn, category: Category) -> FieldErrors:
+    key = "approving_agency" if category.publisher == "approver" else "implementing_agency"
+    if getattr(item, key) is None:
+        body = "approving" if category.publisher == "approver" else "implementing"
+        return [(key, f"{category.name} is published by the {body} body: name it")]
+    return []
+
+
+def _check_who_publishes(item: ItemIn, category: Category, agency_code: str) -> None:
+    key = "approving_agency" if category.publisher == "approver" else "implementing_agency"
+    if getattr(item, key) != agency_code:
+        raise PermissionDenied(
+            f"谁批准谁公开、谁实施谁公开: {category.name} must be submitted by the {key} "
+            f"named on the item, not by agency {agency_code}",
+            [(key, "is not your agency")],
+        )
+
+
+def _withheld_errors(item: ItemIn, data: dict[str, Any], rules: Rules) -> FieldErrors:
+    errors: FieldErrors = []
+    seen: set[str] = set()
+    for i, entry in enumerate(item.withheld):
+        where = f"withheld[{i}]"
+        if entry.basis not in rules.catalogue.withholding_bases:
+            known = ", ".join(rules.catalogue.withholding_bases)
+            errors.append((f"{where}.basis", f"unknown basis {entry.basis!r} (one of: {known})"))
+        try:
+            path = parse_path(entry.field)
+        except PathError as exc:
+            errors.append((f"{where}.field", str(exc)))
+            continue
+        if path[0] not in WITHHOLDABLE_ROOTS:
+            roots = ", ".join(WITHHOLDABLE_ROOTS)
+            errors.append((f"{where}.field", f"only parts of {roots} can be withheld"))
+        elif entry.field in seen:
+            errors.append((f"{where}.field", "listed twice"))
+        else:
+            try:
+                remove_path(json.loads(json.dumps(data)), path)
+            except PathError as exc:
+                errors.append((f"{where}.field", str(exc)))
+        seen.add(entry.field)
+    return errors
+
+
+def _channels(
+    item: ItemIn, category: Category | None, rules: Rules
+) -> tuple[list[str], FieldErrors]:
+    enabled = rules.enabled_channels
+    if item.channels is None:
+        defaults = category.default_channels if category else ("website",)
+        chosen = [
+            c for c in enabled if c in defaults or (c.startswith("media:") and "media" in defaults)
+        ]
+        return chosen, []
+    errors: FieldErrors = []
+    for i, name in enumerate(item.channels):
+        if name not in enabled:
+            errors.append((f"channels[{i}]", f"channel {name!r} is not enabled here"))
+    if "website" not in item.channels:
+        errors.append(("channels", "the government website (first platform) cannot be left out"))
+    if len(set(item.channels)) != len(item.channels):
+        errors.append(("channels", "a channel is listed twice"))
+    return [c for c in enabled if c in item.channels], errors
+
+
+def deadline_days(category: Category, decision: str | None) -> int:
+    if decision is not None:
+        return min(category.deadline_days, ADMINISTRATIVE_DECISION_DAYS)
+    return category.deadline_days
+
+
+def deadline_end(day: date) -> datetime:
+    """The last instant of a deadline day, Asia/Shanghai."""
+    return datetime.combine(day + timedelta(days=1), time(), SHANGHAI)
+
+
+def _version_values(
+    item: ItemIn,
+    data: dict[str, Any],
+    category: Category,
+    channels: list[str],
+    rules: Rules,
+    start: date,
+) -> dict[str, Any]:
+    public = json.loads(json.dumps(data))
+    withheld = []
+    for entry in item.withheld:
+        remove_path(public, parse_path(entry.field))
+        name = rules.catalogue.withholding_bases[entry.basis]
+        withheld.append({"field": entry.field, "basis": entry.basis, "basis_name": name})
+
+    def kept(key: str, value: Any, empty: Any) -> Any:
+        return value if key in public else empty
+
+    values = {
+        "title": item.title,
+        "summary": kept("summary", item.summary, ""),
+        "body_html": sanitize_body(kept("body_html", item.body_html, "")),
+        "fields": kept("fields", public.get("fields"), {}),
+        "withheld": withheld,
+        "formed_on": item.formed_on,
+        "decision": item.decision,
+        "approving_agency": item.approving_agency,
+        "implementing_agency": item.implementing_agency,
+        "project_code": item.project_code,
+        "region": item.region,
+        "document_number": kept("document_number", item.document_number, None),
+        "keywords": kept("keywords", item.keywords, []),
+        "validity": item.validity,
+        "channels": channels,
+        "publish_at": item.publish_at,
+        "late_reason": (item.late_reason or "").strip() or None,
+    }
+    limit = rules.calendar.deadline(start, deadline_days(category, item.decision))
+    values["deadline"], values["deadline_provisional"] = limit.date, limit.provisional
+    if (
+        item.publish_at is not None
+        and item.publish_at > deadline_end(limit.date)
+        and values["late_reason"] is None
+    ):
+        raise IntakeError(
+            [("late_reason", f"publish_at is after the statutory deadline {limit.date}: "
+                             "state the reason (it is recorded and the audit shows the item late)")]
+        )  # fmt: skip
+    return values
