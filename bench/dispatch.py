@@ -32,30 +32,25 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import sqlalchemy as sa
-from arq import Worker, func
+from arq import func
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.samples import CENTER, bid_item
-from channels.base import ChannelContext, ChannelFactory, Publication, Receipt, make_registry
+from channels.base import ChannelContext, Publication, Receipt
+from channels.registry import ChannelSpec, make_registry, split_name
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.redis_server import EmbeddedRedis
-from dispatcher.dispatch.worker import build_worker, stop_worker
-from dispatcher.http.app import build_rules
+from dispatcher.dispatch.worker import DispatchWorker, build_worker
 from dispatcher.items import accounts, workflow
-from dispatcher.items.accounts import Actor
+from dispatcher.rules.permissions import Actor
+from dispatcher.rules.rulebook import build_rules
+from dispatcher.rules.states import DeliveryStatus
 from dispatcher.settings import Settings, load_settings
-from dispatcher.storage.db import create_engine, migrate, transaction
-from dispatcher.storage.models import (
-    CONFIRMING,
-    PENDING,
-    RETRYING,
-    SENDING,
-    deliveries,
-    item_versions,
-)
+from dispatcher.storage.db import Database, migrate
+from dispatcher.storage.models import deliveries, item_versions
 
 EDITOR = Actor(CENTER, "editor", "bench-editor")
 APPROVER = Actor(CENTER, "approver", "bench-approver")
@@ -105,11 +100,11 @@ async def serve(kind: str) -> None:
     settings = load_settings()
     url = settings.storage.redis_url
     if kind == "gongkai":
-        factory: ChannelFactory = NoopChannel
-        registry = make_registry(*((name, factory) for name in settings.channels.enabled))
+        kinds = dict.fromkeys(split_name(name)[0] for name in settings.channels.enabled)
+        registry = make_registry(*(ChannelSpec(kind, NoopChannel) for kind in kinds))
         worker = build_worker(settings, url, registry)
     else:
-        worker = Worker(
+        worker = DispatchWorker(
             functions=[func(_noop_job, name="noop")], queue_name=NOOP_QUEUE,
             redis_settings=queue.redis_settings(url), keep_result=0, poll_delay=0.1,
             max_jobs=settings.dispatch.worker_jobs, log_results=False,
@@ -129,7 +124,7 @@ async def serve(kind: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
-        await stop_worker(worker)  # cancels and drains jobs first: no traceback at exit
+        await worker.stop()  # cancels and drains jobs first: no traceback at exit
 
 
 async def _start_workers(kind: str, count: int, env: dict[str, str], procs: list[Proc]) -> None:
@@ -198,7 +193,7 @@ async def _flush(pool: ArqRedis, *, embedded: bool, flush: bool) -> None:
 
 
 async def _approve_paced(
-    engine: Any, pool: ArqRedis, ids: list[int], rate: float, calls: list[float]
+    db: Any, pool: ArqRedis, ids: list[int], rate: float, calls: list[float]
 ) -> float:
     """Approve item i at t0 + i/rate and enqueue its deliveries; returns the elapsed time."""
     slots = asyncio.Semaphore(IN_FLIGHT)
@@ -206,8 +201,8 @@ async def _approve_paced(
     async def one(item_id: int) -> None:
         began = time.perf_counter()
         async with slots:
-            await workflow.approve(engine, APPROVER, item_id)
-            async with engine.connect() as conn:
+            await workflow.approve(db, APPROVER, item_id)
+            async with db.connect() as conn:
                 rows = await queue.item_deliveries_due(conn, item_id)
             await queue.enqueue_rows(pool, rows)
         calls.append(time.perf_counter() - began)
@@ -221,14 +216,19 @@ async def _approve_paced(
     return time.perf_counter() - start
 
 
-async def _wait_delivered(engine: Any, first: int, expected: int, procs: list[Proc]) -> None:
-    unfinished = (PENDING, RETRYING, SENDING, CONFIRMING)
+async def _wait_delivered(db: Any, first: int, expected: int, procs: list[Proc]) -> None:
+    unfinished = (
+        DeliveryStatus.PENDING,
+        DeliveryStatus.RETRYING,
+        DeliveryStatus.SENDING,
+        DeliveryStatus.CONFIRMING,
+    )
     query = sa.select(sa.func.count()).where(
         deliveries.c.item_id >= first, deliveries.c.status.not_in(unfinished)
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             if (await conn.execute(query)).scalar_one() >= expected:
                 return
         if all(p.returncode is not None for p in procs):
@@ -238,7 +238,7 @@ async def _wait_delivered(engine: Any, first: int, expected: int, procs: list[Pr
 
 
 async def _latencies(
-    engine: Any, first: int, started: datetime | None = None
+    db: Any, first: int, started: datetime | None = None
 ) -> tuple[float, list[float]]:
     """(deliveries per second, approve-to-confirmed latencies) of this run's deliveries."""
     query = (
@@ -247,7 +247,7 @@ async def _latencies(
                                      item_versions.c.version == deliveries.c.version))
         .where(deliveries.c.item_id >= first, deliveries.c.confirmed_at.is_not(None))
     )  # fmt: skip
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         rows = list(await conn.execute(query))
     span = max(r.confirmed_at for r in rows) - (started or min(r.approved_at for r in rows))
     waits = sorted((r.confirmed_at - r.approved_at).total_seconds() for r in rows)
@@ -276,26 +276,26 @@ def _verdict(name: str, met: bool, detail: str) -> None:
     print(f"{name:30} {'target met' if met else 'target missed'} ({detail})")
 
 
-async def _run(args: argparse.Namespace, env: dict[str, str], engine: Any, pool: ArqRedis,
+async def _run(args: argparse.Namespace, env: dict[str, str], db: Any, pool: ArqRedis,
                procs: list[Proc]) -> None:  # fmt: skip
     settings: Settings = load_settings(env=env)
     settings.check_channels()
     channels = list(settings.channels.enabled)
     print(f"{args.items} items, {len(channels)} channels ({','.join(channels)}), "
           f"{args.workers} workers (max_jobs {settings.dispatch.worker_jobs}), "
-          f"rate {args.rate:g} items/s, database {engine.dialect.name}, "
+          f"rate {args.rate:g} items/s, database {db.dialect}, "
           f"redis {'url' if args.redis_url else 'embedded'}, sweep every 5 s")  # fmt: skip
-    await migrate(engine)
-    async with transaction(engine) as conn:
+    await migrate(db)
+    async with db.transaction() as conn:
         if await accounts.get_agency(conn, CENTER) is None:
             await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
     await _start_workers("gongkai", args.workers, env, procs)
     rules = build_rules(settings)
-    ids = [(await workflow.submit(engine, rules, EDITOR, bid_item(n, channels)))[0]
+    ids = [(await workflow.submit(db, rules, EDITOR, bid_item(n, channels)))[0]
            for n in range(args.items)]  # fmt: skip
     peak, calls = [0.0], list[float]()
     if args.backlog:  # capacity: everything approved and queued first, then the workers start
-        took = await _approve_paced(engine, pool, ids, 0, calls)
+        took = await _approve_paced(db, pool, ids, 0, calls)
         started: datetime | None = datetime.now(UTC)
         await _go(procs)
     else:
@@ -303,14 +303,14 @@ async def _run(args: argparse.Namespace, env: dict[str, str], engine: Any, pool:
         await _go(procs)
     sampler = asyncio.create_task(_sample_rss(procs, peak))
     if not args.backlog:
-        took = await _approve_paced(engine, pool, ids, args.rate, calls)
+        took = await _approve_paced(db, pool, ids, args.rate, calls)
     a50, a99 = (statistics.quantiles(calls, n=100)[i] * 1000 for i in (49, 98))
     print(f"approved {len(ids)} items in {took:.1f} s ({len(ids) / took:.1f} items/s achieved; "
           f"approve+enqueue call p50 {a50:.0f} ms, p99 {a99:.0f} ms)")  # fmt: skip
-    await _wait_delivered(engine, ids[0], len(ids) * len(channels), procs)
+    await _wait_delivered(db, ids[0], len(ids) * len(channels), procs)
     sampler.cancel()
     await _stop_workers(procs)
-    rate, waits = await _latencies(engine, ids[0], started)
+    rate, waits = await _latencies(db, ids[0], started)
     p50, p99 = (statistics.quantiles(waits, n=100)[i] for i in (49, 98))
     offered = "backlog" if args.backlog else (
         f"{args.rate * len(channels):g} /s" if args.rate > 0 else "unpaced")  # fmt: skip
@@ -343,15 +343,15 @@ async def main(args: argparse.Namespace) -> None:
         env = {**os.environ, **_channel_env(args.channels), "DATABASE_URL": url,
                "REDIS_URL": redis_url, "GONGKAI_DATA_DIR": scratch.name,
                "GONGKAI_SWEEP_INTERVAL": "5"}  # fmt: skip
-        engine = create_engine(url)
+        db = Database(url)
         pool = await queue.connect(redis_url)
         try:
             await _flush(pool, embedded=embedded is not None, flush=args.flush)
-            await _run(args, env, engine, pool, procs)
+            await _run(args, env, db, pool, procs)
         finally:
             await _stop_workers(procs)
             await pool.aclose()
-            await engine.dispose()
+            await db.dispose()
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -29,7 +29,7 @@ from dispatcher.http.app import create_app
 from dispatcher.items import accounts
 from dispatcher.settings import load_settings
 from dispatcher.storage import ledger
-from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.db import Database, migrate
 
 
 async def _timed(
@@ -70,20 +70,20 @@ async def main(items: int, concurrency: int, database_url: str | None) -> None:
     scratch = tempfile.TemporaryDirectory()
     url = database_url or f"sqlite+aiosqlite:///{scratch.name}/bench.db"
     settings = load_settings(env={"DATABASE_URL": url, "GONGKAI_DATA_DIR": scratch.name})
-    engine = create_engine(url)
-    await migrate(engine)
-    async with transaction(engine) as conn:
+    db = Database(url)
+    await migrate(db)
+    async with db.transaction() as conn:
         if await accounts.get_agency(conn, CENTER) is None:
             await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
         editor = await accounts.create_token(conn, CENTER, "editor", "bench-editor")
         approver = await accounts.create_token(conn, CENTER, "approver", "bench-approver")
-    runner = web.AppRunner(create_app(settings, engine))
+    runner = web.AppRunner(create_app(settings, db))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}/api/v1"
-    print(f"{items} items, concurrency {concurrency}, database {engine.dialect.name}")
+    print(f"{items} items, concurrency {concurrency}, database {db.dialect}")
     try:
         async with aiohttp.ClientSession() as session:
             calls = [(f"{base}/items", bid_item(n)) for n in range(items)]
@@ -92,14 +92,14 @@ async def main(items: int, concurrency: int, database_url: str | None) -> None:
             calls = [(f"{base}/items/{c['id']}/approve", None) for c in created]
             await _phase("approve", calls, {"Authorization": f"Bearer {approver}"},
                          session, concurrency)  # fmt: skip
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             start = time.perf_counter()
             report = await ledger.verify(conn)
             took = time.perf_counter() - start
         print(f"ledger verify: {report.checked} events in {took:.2f} s, ok={report.ok}")
     finally:
         await runner.cleanup()
-        await engine.dispose()
+        await db.dispose()
         scratch.cleanup()
 
 

@@ -27,14 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.base import ChannelContext, Publication
 from channels.website import WebsiteChannel, website_factory
-from dispatcher.rules.catalogue import catalogue_labels, default_catalogue, domain_outline
+from dispatcher.rules.catalogue import load_catalogue
+
+CATALOGUE = load_catalogue()
 
 AGENCIES = [(f"1199010{n}MB000000{n}A", f"示范市第{n}局") for n in range(1, 6)]
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 
 
 def publication(n: int) -> Publication:
-    domains = list(default_catalogue().domains.values())
+    domains = list(CATALOGUE.domains.values())
     domain = domains[n % len(domains)]
     category = list(domain.categories.values())[n % 3]
     agency, agency_name = AGENCIES[n % len(AGENCIES)]
@@ -50,12 +52,12 @@ def publication(n: int) -> Publication:
         project_code=f"E99010020260{n // 4:07d}", region=f"9901{n % 12:02d}",
         document_number=None, keywords=("公共资源",), validity="valid", change_note=None,
         approved_at=T0 + timedelta(seconds=n),
-        **catalogue_labels(domain.key, category.key),
+        **CATALOGUE.labels(domain.key, category.key),
     )  # fmt: skip
 
 
 def channel(data_dir: Path) -> WebsiteChannel:
-    settings = {"base_url": "http://127.0.0.1:8080", "domains": domain_outline()}
+    settings = {"base_url": "http://127.0.0.1:8080", "domains": CATALOGUE.outline()}
     return website_factory(ChannelContext("website", settings, None, str(data_dir)))
 
 

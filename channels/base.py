@@ -15,7 +15,7 @@ construction (same path, same content) or passes `Publication.key` as the remote
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -107,7 +107,7 @@ class Receipt:
 
 @runtime_checkable
 class Channel(Protocol):
-    """One publication channel. `confirm` is needed only by channels whose receipts can pend."""
+    """One publication channel (its registry entry says what more it can do)."""
 
     name: str
 
@@ -116,33 +116,51 @@ class Channel(Protocol):
     async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt: ...
 
 
-# A channel may also set `in_flight: int`, how many deliveries a worker runs on it at once unless
-# `[dispatch.concurrency]` says otherwise: the local channels that write concurrent deliveries
-# together ask for more (bigger groups, not more load); others get `dispatch.channel_concurrency`.
-
-
+@runtime_checkable
 class ConfirmingChannel(Channel, Protocol):
+    """A channel whose receipts may pend (`Capability.CONFIRM`): sent is not yet published.
+
+    The dispatcher calls `confirm` after the receipt's `check_after` seconds, with the pending
+    receipt, until it is confirmed (live) or fails.
+    """
+
     async def confirm(self, pub: Publication, receipt: Receipt) -> Receipt: ...
+
+
+@runtime_checkable
+class RebuildableChannel(Channel, Protocol):
+    """A channel that can regenerate everything it holds (`Capability.REBUILD`) from a replay of
+    every delivered version, oldest first; returns how many it applied. Runs in a thread."""
+
+    def rebuild(self, publications: Iterable[Publication]) -> int: ...
+
+
+class StepStore(Protocol):
+    """Where a multi-step channel (`Capability.STEPS`) keeps each remote step's id.
+
+    `save(pub.key, {"media_id": …})` records the ids on the delivery before the channel makes
+    its next remote call, so a retry finds them in `Publication.steps` and resumes instead of
+    starting over. It raises `RetryableError` if the delivery is no longer this attempt's (its
+    lease ran out and another worker took it): the attempt must stop.
+    """
+
+    async def save(self, key: str, steps: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
 class ChannelContext:
-    """What a channel factory may use: its settings section and shared I/O, all handed in."""
+    """What a channel factory may use: its settings section and shared I/O, all handed in.
+
+    `settings` holds the site's keys (`base_url`, `title`, `hub_url`, `domains`: the catalogue's
+    outline) and the channel's own section. `steps` is given to channels that declare
+    `Capability.STEPS`.
+    """
 
     name: str  # the enabled name, e.g. "media:xinhua"
     settings: Mapping[str, Any]
     session: Any  # an aiohttp.ClientSession
     data_dir: str
+    steps: StepStore | None = None
 
 
 ChannelFactory = Callable[[ChannelContext], Channel]
-
-
-def make_registry(*entries: tuple[str, ChannelFactory]) -> dict[str, ChannelFactory]:
-    """An explicit name -> factory table; a name listed twice is an error at import time."""
-    registry: dict[str, ChannelFactory] = {}
-    for name, factory in entries:
-        if name in registry:
-            raise ValueError(f"channel {name!r} registered twice")
-        registry[name] = factory
-    return registry

@@ -64,6 +64,7 @@ from channels.feed_render import TAG_YEAR, WITHDRAWN_PREFIX, Site, contains, fee
 from channels.feed_render import xml_text as _text
 from channels.feed_state import ALL, Entry, FeedKey, StateStore
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
+from channels.registry import ChannelSpec
 from channels.websub import Hub, hub_url
 
 __all__ = ["FEED_LIMIT", "TAG_YEAR", "WITHDRAWN_PREFIX", "FeedsChannel", "feeds_factory"]
@@ -98,7 +99,6 @@ class FeedsChannel:
     """Keeps the site-wide, domain, agency and region feeds: one entry per item, newest first."""
 
     name = "feeds"
-    in_flight = 32  # writes concurrent deliveries together: more in flight, bigger groups
 
     def __init__(
         self,
@@ -324,3 +324,12 @@ def _remove_old_layout(feeds_dir: Path) -> None:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # nothing to remove
             (feeds_dir / name).unlink()
             log.info("removed %s, left by the old feeds layout", feeds_dir / name)
+
+
+SPEC = ChannelSpec(
+    "feeds",
+    feeds_factory,
+    # Deliveries within a window share one flush: more in flight makes bigger flushes.
+    in_flight=32,
+    summary="RSS 2.0 and Atom 1.0 feeds, with WebSub pings",
+)

@@ -54,6 +54,7 @@ from channels.base import (
 )
 from channels.batching import Batcher
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
+from channels.registry import Capability, ChannelSpec
 from channels.site_model import PAGE_SIZE, SiteModel, StateStore
 from channels.site_pages import Renderer, release_date
 
@@ -67,7 +68,6 @@ class WebsiteChannel:
     """Writes each item's page and the list, project and home pages it appears on."""
 
     name = "website"
-    in_flight = 32  # writes concurrent deliveries together: more in flight, bigger groups
 
     def __init__(
         self,
@@ -239,3 +239,13 @@ def website_factory(ctx: ChannelContext) -> WebsiteChannel:
         domains=tuple(ctx.settings.get("domains") or ()),
         page_size=int(ctx.settings.get("page_size") or PAGE_SIZE),
     )
+
+
+SPEC = ChannelSpec(
+    "website",
+    website_factory,
+    # Concurrent deliveries are written together: more in flight makes bigger groups.
+    in_flight=32,
+    capabilities=frozenset({Capability.REBUILD}),
+    summary="the government website (第一平台): static pages",
+)

@@ -1,13 +1,24 @@
-"""The errors the core raises; the web app maps each to an HTTP status, the CLI to a message.
+"""Every error the core raises derives from one root; the web app maps each to an HTTP status,
+the CLI prints each as `error: …` (and one line per field) and exits 1.
 
-    GongkaiError
-     ├── InputError          422  bad content; `errors` holds (field path, message) pairs
-     │    └── (intake.IntakeError is InputError)
-     ├── PermissionDenied    403  wrong role, another agency's item, self-approval, who-publishes
+    GongkaiError                     500 unless a subclass says otherwise
+     ├── InputError          422   bad content; `errors` holds (field path, message) pairs
+     │    ├── AccountError         bad agency or token input (`gongkai agency add`, `token create`)
+     │    └── PathError            a withheld path that is malformed or names nothing
+     ├── PermissionDenied    403   wrong role, another agency's item, self-approval, who-publishes
      ├── NotFound            404
-     └── Conflict            409  the item's state does not allow this transition
+     ├── Conflict            409   the item's state does not allow this transition
+     ├── ConfigurationError        a setting, file or URL the service cannot start with
+     │    ├── SettingsError        gongkai.toml or the environment (`settings.py`)
+     │    ├── CatalogueError       the catalogue file (`rules/catalogue.py`)
+     │    ├── CalendarError        the calendar overrides file (`rules/calendar.py`)
+     │    └── DatabaseError        the database URL (`storage/db.py`)
+     └── Unavailable         503   a service this process needs is not there
+          ├── WriterLockTimeout    another process held SQLite's write lock too long
+          └── EmbeddedRedisError   the embedded redis-server would not start or answer
 
-Every one of them means nothing was written.
+Every one of them means nothing was written. The channels' errors (`channels/base.py`) are a
+tree of their own: a channel imports nothing from here, and the dispatcher's job maps them.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ FieldErrors = list[tuple[str, str]]
 
 
 class GongkaiError(Exception):
+    """The root: `detail` is the message a person reads, `errors` the fields it concerns."""
+
     status = 500
     title = "Internal error"
 
@@ -34,6 +47,22 @@ class InputError(GongkaiError):
         super().__init__(text, errors)
 
 
+class AccountError(InputError):
+    """Bad agency or token input; nothing was written."""
+
+    title = "Invalid account"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__([], detail)
+
+
+class PathError(InputError):
+    """A path into an item is malformed or names nothing in it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__([], detail)
+
+
 class PermissionDenied(GongkaiError):
     status = 403
     title = "Forbidden"
@@ -47,3 +76,30 @@ class NotFound(GongkaiError):
 class Conflict(GongkaiError):
     status = 409
     title = "Conflict"
+
+
+class ConfigurationError(GongkaiError):
+    """The configuration (a setting, a file it names, a URL) cannot be used."""
+
+    title = "Configuration error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+
+class SettingsError(ConfigurationError):
+    """The settings cannot be used; the message says which key and why."""
+
+
+class DatabaseError(ConfigurationError):
+    """The database URL cannot be used."""
+
+
+class Unavailable(GongkaiError):
+    """A service this process depends on is missing or does not answer (try again later)."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)

@@ -12,17 +12,22 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+
+import channels
+from channels.registry import ChannelSpec, check_names, split_name
+from dispatcher.errors import SettingsError
 
 DEFAULT_CONFIG_FILE = "gongkai.toml"
-CHANNEL_KINDS = ("website", "feeds", "wechat", "media")
-_MEDIA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-class SettingsError(ValueError):
-    """The configuration cannot be used; the message says which key and why."""
 
 
 class _Section(BaseModel):
@@ -71,39 +76,61 @@ class DispatchSettings(_Section):
         return seconds
 
 
-class WechatSettings(_Section):
-    appid: str = ""
-    secret: str = Field(default="", repr=False)
-    api_base: str = "https://api.weixin.qq.com"
-    mode: str = "publish"
+class _ChannelSettings(BaseModel):
+    """`[channels]`: which channels are enabled, and one section per channel kind.
 
+    The sections are those the channel registry declares, each validated by the channel's own
+    settings model: `[channels.KIND]`, or `[channels.KIND.NAME]` for named channels
+    (`media:xinhua`). A section not given has the model's defaults.
+    """
 
-class MediaSettings(_Section):
-    url: str = ""
-    secret: str = Field(default="", repr=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class ChannelSettings(_Section):
-    enabled: tuple[str, ...] = ("website", "feeds")
-    wechat: WechatSettings = WechatSettings()
-    media: dict[str, MediaSettings] = Field(default_factory=dict)
+    # By default, the channels that need no account: the website and its feeds.
+    enabled: tuple[str, ...] = tuple(
+        kind
+        for kind, spec in channels.REGISTRY.items()
+        if spec.factory is not None and not spec.required and not spec.named
+    )
 
     @field_validator("enabled")
     @classmethod
     def _known_channels(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        for name in names:
-            kind, _, sub = name.partition(":")
-            if kind not in CHANNEL_KINDS or (kind == "media") != bool(sub):
-                raise ValueError(
-                    f"unknown channel {name!r}: use website, feeds, wechat, media:NAME"
-                )
-            if sub and not _MEDIA_NAME.match(sub):
-                raise ValueError(f"bad media channel name {name!r}")
+        problem = check_names(channels.REGISTRY, names)
+        if problem:
+            raise ValueError(problem)
         if len(set(names)) != len(names):
             raise ValueError("a channel is listed twice")
-        if "website" not in names:
-            raise ValueError("the website channel (the first platform) cannot be disabled")
+        if channels.FIRST_PLATFORM not in names:
+            raise ValueError(
+                f"the {channels.FIRST_PLATFORM} channel (the first platform) cannot be disabled"
+            )
         return names
+
+    def section(self, name: str) -> BaseModel:
+        """The settings of the channel `name` (`wechat`, `media:xinhua`)."""
+        kind, sub = split_name(name)
+        spec = channels.REGISTRY[kind]
+        given: Any = getattr(self, kind)
+        if spec.named:
+            given = given.get(sub)
+        return given if isinstance(given, BaseModel) else spec.settings()
+
+
+def _section_field(spec: ChannelSpec) -> Any:
+    if spec.named:
+        return (dict[str, spec.settings], Field(default_factory=dict))  # type: ignore[name-defined]
+    return (spec.settings, Field(default_factory=spec.settings))
+
+
+if TYPE_CHECKING:
+    ChannelSettings = _ChannelSettings
+else:  # one field per registered channel kind, typed by the channel's settings model
+    ChannelSettings = create_model(
+        "ChannelSettings",
+        __base__=_ChannelSettings,
+        **{kind: _section_field(spec) for kind, spec in channels.REGISTRY.items()},
+    )
 
 
 class Settings(_Section):
@@ -128,22 +155,10 @@ class Settings(_Section):
     def check_channels(self) -> None:
         """Raise SettingsError for an enabled channel that lacks its account settings."""
         for name in self.channels.enabled:
-            if name == "wechat":
-                wechat = self.channels.wechat
-                if not (wechat.appid and wechat.secret):
-                    raise SettingsError(
-                        "channel 'wechat' is enabled but [channels.wechat] appid/secret are not "
-                        "set (GONGKAI_WECHAT_APPID, GONGKAI_WECHAT_SECRET)"
-                    )
-            elif name.startswith("media:"):
-                sub = name.split(":", 1)[1]
-                media = self.channels.media.get(sub)
-                if media is None or not (media.url and media.secret):
-                    env = f"GONGKAI_MEDIA_{sub.upper()}"
-                    raise SettingsError(
-                        f"channel {name!r} is enabled but [channels.media.{sub}] url/secret are "
-                        f"not set ({env}_URL, {env}_SECRET)"
-                    )
+            kind, sub = split_name(name)
+            problem = channels.REGISTRY[kind].missing(self.channels.section(name), sub)
+            if problem:
+                raise SettingsError(problem)
 
 
 # (section, key) for each plain environment variable
@@ -164,25 +179,45 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_LEASE_SECONDS": ("dispatch", "lease_seconds"),
     "GONGKAI_WORKER_JOBS": ("dispatch", "worker_jobs"),
 }
-_WECHAT_ENV = {"APPID": "appid", "SECRET": "secret", "API_BASE": "api_base", "MODE": "mode"}
-_MEDIA_ENV = re.compile(r"^GONGKAI_MEDIA_([A-Z][A-Z0-9_]*)_(URL|SECRET)$")
+
+
+def _channel_env(spec: ChannelSpec, env: Mapping[str, str], section: dict[str, Any]) -> None:
+    """Set the keys of a channel's section from GONGKAI_{KIND}[_{NAME}]_{KEY} variables."""
+    keys = {key.upper(): key for key in spec.settings.model_fields}
+    prefix = f"GONGKAI_{spec.kind.upper()}_"
+    # NAME_KEY: the name is what comes before one of the model's keys (names may hold "_")
+    alternatives = "|".join(sorted(map(re.escape, keys), key=len, reverse=True))
+    named = re.compile(rf"^([A-Z][A-Z0-9_]*)_({alternatives})$") if spec.named and keys else None
+    for var, value in env.items():
+        if not var.startswith(prefix):
+            continue
+        rest = var[len(prefix) :]
+        if not spec.named:
+            if rest in keys:
+                section[keys[rest]] = value
+            continue
+        match = named.match(rest) if named else None
+        if match:
+            section.setdefault(match[1].lower(), {})[keys[match[2]]] = value
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     for var, (section, key) in _ENV_KEYS.items():
         if var in env:
             raw.setdefault(section, {})[key] = env[var]
-    channels = raw.setdefault("channels", {})
+    sections = raw.setdefault("channels", {})
     if "GONGKAI_CHANNELS" in env:
-        channels["enabled"] = [c.strip() for c in env["GONGKAI_CHANNELS"].split(",") if c.strip()]
-    for suffix, key in _WECHAT_ENV.items():
-        if f"GONGKAI_WECHAT_{suffix}" in env:
-            channels.setdefault("wechat", {})[key] = env[f"GONGKAI_WECHAT_{suffix}"]
-    for var, value in env.items():
-        match = _MEDIA_ENV.match(var)
-        if match:
-            outlet = channels.setdefault("media", {}).setdefault(match[1].lower(), {})
-            outlet[match[2].lower()] = value
+        sections["enabled"] = [c.strip() for c in env["GONGKAI_CHANNELS"].split(",") if c.strip()]
+    for spec in channels.REGISTRY.values():
+        found: dict[str, Any] = {}
+        _channel_env(spec, env, found)
+        if found:
+            section = sections.setdefault(spec.kind, {})
+            for key, value in found.items():
+                if isinstance(value, dict):
+                    section.setdefault(key, {}).update(value)
+                else:
+                    section[key] = value
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +21,17 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.dispatch.redis_server import EmbeddedRedis
 from dispatcher.http.app import create_app
 from dispatcher.items import accounts
+from dispatcher.rules.rulebook import Rules, build_rules
 from dispatcher.settings import Settings, load_settings
-from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.db import Database, migrate
 from dispatcher.storage.models import metadata
+from tests.helpers import CENTER, HOUSING, OTHER, TokenFactory
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-HOUSING = "11990100MB0000001A"  # 示范市住房和城乡建设局
-CENTER = "12990100MB0000004D"  # 示范市公共资源交易中心
-OTHER = "11990100MB0000003C"  # 示范市财政局
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -41,11 +39,11 @@ def _run(coro: Awaitable[Any]) -> Any:
 
 
 async def _migrate(url: str) -> None:
-    engine = create_engine(url)
+    db = Database(url)
     try:
-        await migrate(engine)
+        await migrate(db)
     finally:
-        await engine.dispose()
+        await db.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -87,17 +85,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(db_url)
-    if eng.dialect.name == "postgresql":
+async def db(db_url: str) -> AsyncIterator[Database]:
+    db = Database(db_url)
+    if db.dialect == "postgresql":
         names = ", ".join(t.name for t in metadata.sorted_tables if t.name != "ledger_head")
-        async with transaction(eng) as conn:
+        async with db.transaction() as conn:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             await conn.execute(
                 text("UPDATE ledger_head SET seq = 0, hash = :genesis"), {"genesis": "0" * 64}
             )
-    yield eng
-    await eng.dispose()
+    yield db
+    await db.dispose()
 
 
 @pytest.fixture
@@ -108,67 +106,37 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[TestClient[Any, Any]]:
-    server = TestServer(create_app(settings, engine), host="127.0.0.1")
+def rules(settings: Settings) -> Rules:
+    return build_rules(settings)
+
+
+@pytest.fixture
+async def client(settings: Settings, db: Database) -> AsyncIterator[TestClient[Any, Any]]:
+    server = TestServer(create_app(settings, db), host="127.0.0.1")
     async with TestClient(server) as test_client:
         yield test_client
 
 
 @pytest.fixture
-async def agencies(engine: AsyncEngine) -> list[str]:
+async def agencies(db: Database) -> list[str]:
     """Three registered agencies: housing bureau, trading centre, finance bureau."""
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         await accounts.add_agency(conn, HOUSING, "示范市住房和城乡建设局", "990100")
         await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
         await accounts.add_agency(conn, OTHER, "示范市财政局", "990100")
     return [HOUSING, CENTER, OTHER]
 
 
-TokenFactory = Callable[..., Awaitable[dict[str, str]]]
-
-
 @pytest.fixture
-def make_token(engine: AsyncEngine, agencies: list[str]) -> TokenFactory:
+def make_token(db: Database, agencies: list[str]) -> TokenFactory:
     """`await make_token("editor", agency=CENTER, holder="张三")` -> Authorization headers."""
 
     async def make(role: str, agency: str = CENTER, holder: str | None = None) -> dict[str, str]:
-        async with transaction(engine) as conn:
+        async with db.transaction() as conn:
             token = await accounts.create_token(conn, agency, role, holder)
         return {"Authorization": f"Bearer {token}"}
 
     return make
-
-
-def bid_candidates(**changes: Any) -> dict[str, Any]:
-    """A valid bidding candidates item for the trading centre (the implementer)."""
-    item: dict[str, Any] = {
-        "domain": "bidding",
-        "category": "bid_candidates",
-        "title": "示范市中心医院门诊楼改造工程中标候选人公示",
-        "summary": "评标委员会推荐的中标候选人及排序",
-        "body_html": "<p>现将中标候选人公示如下。</p>",
-        "formed_on": "2026-11-20",
-        "implementing_agency": CENTER,
-        "project_code": "E9901000001234567",
-        "region": "990101",
-        "keywords": ["招标投标", "中标候选人"],
-        "fields": {
-            "candidates": [
-                {
-                    "rank": 1,
-                    "name": "示范建设集团有限公司",
-                    "bid_price": "12345678.00",
-                    "project_lead": "张某",
-                    "project_lead_phone": "13800000000",
-                }
-            ]
-        },
-        "withheld": [
-            {"field": "fields.candidates[0].project_lead_phone", "basis": "personal_privacy"}
-        ],
-    }
-    item.update(changes)
-    return item
 
 
 # Dispatcher fixtures: a Redis (REDIS_URL, or the embedded one), settings with short retries.
@@ -212,8 +180,8 @@ def dispatch_settings(dispatch_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def api(
-    dispatch_settings: Settings, engine: AsyncEngine, fresh_redis: str
+    dispatch_settings: Settings, db: Database, fresh_redis: str
 ) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(dispatch_settings, engine, redis_url=fresh_redis)
+    app = create_app(dispatch_settings, db, redis_url=fresh_redis)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client

@@ -26,8 +26,9 @@ from channels.base import (
     Publication,
     Receipt,
     RetryableError,
-    make_registry,
+    StepStore,
 )
+from channels.registry import Capability, ChannelSpec, Registry, make_registry
 
 
 @dataclass
@@ -98,38 +99,56 @@ class RemoteChannel:
 
 @dataclass
 class Script:
-    """What ScriptedChannel does: fail `retryable` times, then maybe permanently, else succeed."""
+    """What ScriptedChannel does: fail `retryable` times, then maybe permanently, else succeed.
+
+    With `hold`, each call waits for `release` (bounded) before it answers, so a test can act
+    while a delivery is in flight. `save` lists step ids a multi-step channel saves, one per
+    remote call, before its answer (`Capability.STEPS`); `pending` answers that many calls with
+    a receipt to confirm later (`Capability.CONFIRM`).
+    """
 
     retryable: int = 0
     permanent: bool = False
-    delay: float = 0.0
+    hold: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    save: tuple[dict[str, Any], ...] = ()
+    pending: int = 0
     calls: list[tuple[str, str]] = field(default_factory=list)  # (action, key)
+    steps_seen: list[dict[str, Any]] = field(default_factory=list)  # pub.steps at each call
     active: int = 0
     max_active: int = 0
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ScriptedChannel:
-    def __init__(self, name: str, script: Script) -> None:
+    def __init__(self, name: str, script: Script, steps: StepStore | None = None) -> None:
         self.name = name
         self.script = script
+        self.steps = steps
 
     async def _act(self, action: str, pub: Publication) -> Receipt:
         script = self.script
         script.calls.append((action, pub.key))
+        script.steps_seen.append(dict(pub.steps))
         script.started.set()
         script.active += 1
         script.max_active = max(script.max_active, script.active)
         try:
-            if script.delay:
-                await asyncio.sleep(script.delay)
+            if script.hold:
+                await asyncio.wait_for(script.release.wait(), 30)
         finally:
             script.active -= 1
-        if self.script.retryable > 0:
-            self.script.retryable -= 1
+        for step in script.save:  # a step done on an earlier try is not done again
+            if not set(step) <= set(pub.steps) and self.steps is not None:
+                await self.steps.save(pub.key, step)
+        if script.retryable > 0:
+            script.retryable -= 1
             raise RetryableError("scripted outage", retry_after=0)
-        if self.script.permanent:
+        if script.permanent:
             raise PermanentError("scripted refusal")
+        if script.pending > 0:
+            script.pending -= 1
+            return Receipt(external_id=pub.key, check_after=0.05, steps={"submitted": True})
         return Receipt(external_id=pub.key, url=f"http://x.invalid/{pub.key}",
                        confirmed_at=datetime.now(UTC))  # fmt: skip
 
@@ -139,21 +158,31 @@ class ScriptedChannel:
     async def withdraw(self, pub: Publication, receipt: Receipt) -> Receipt:
         return await self._act("withdraw", pub)
 
-
-def scripted_registry(scripts: dict[str, Script]) -> dict[str, Any]:
-    def factory(script: Script) -> Any:
-        return lambda ctx: ScriptedChannel(ctx.name, script)
-
-    return make_registry(*((name, factory(script)) for name, script in scripts.items()))
+    async def confirm(self, pub: Publication, receipt: Receipt) -> Receipt:
+        return await self._act("confirm", pub)
 
 
-def remote_registry(remote_url: str) -> dict[str, Any]:
+def scripted_registry(
+    scripts: dict[str, Script], capabilities: frozenset[Capability] = frozenset()
+) -> Registry:
+    """Channels named like the real ones that do what their scripts say."""
+
+    def spec(name: str, script: Script) -> ChannelSpec:
+        def factory(ctx: ChannelContext) -> ScriptedChannel:
+            return ScriptedChannel(ctx.name, script, ctx.steps)
+
+        return ChannelSpec(name, factory, capabilities=capabilities)
+
+    return make_registry(*(spec(name, script) for name, script in scripts.items()))
+
+
+def remote_registry(remote_url: str) -> Registry:
     """website and feeds both publish to the fake remote (as two channels)."""
 
     def factory(ctx: ChannelContext) -> RemoteChannel:
         return RemoteChannel(ctx.name, remote_url, ctx.session)
 
-    return make_registry(("website", factory), ("feeds", factory))
+    return make_registry(ChannelSpec("website", factory), ChannelSpec("feeds", factory))
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import CENTER, OTHER, TokenFactory, bid_candidates
+from tests.helpers import CENTER, OTHER, TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]
 ROLES = ("editor", "approver", "auditor", "admin")

@@ -9,26 +9,26 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatcher.storage.db import Database
 from dispatcher.storage.models import metadata
-from tests.conftest import TokenFactory, bid_candidates
+from tests.helpers import TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]
 
 
-async def _dump(engine: AsyncEngine) -> str:
+async def _dump(db: Database) -> str:
     """Every row of every table, as text: what the database holds."""
     parts = []
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         for table in metadata.sorted_tables:
             rows = (await conn.execute(sa.select(table))).all()
             parts.append(f"{table.name}: {[tuple(r) for r in rows]}")
     return "\n".join(parts)
 
 
-async def _count_items(engine: AsyncEngine) -> tuple[int, int]:
-    async with engine.connect() as conn:
+async def _count_items(db: Database) -> tuple[int, int]:
+    async with db.connect() as conn:
         items = (await conn.execute(sa.text("SELECT count(*) FROM items"))).scalar_one()
         events = (await conn.execute(sa.text("SELECT count(*) FROM events"))).scalar_one()
     return items, events
@@ -70,19 +70,19 @@ async def _count_items(engine: AsyncEngine) -> tuple[int, int]:
 async def test_invalid_content_is_422_with_the_field_named(
     client: Client,
     make_token: TokenFactory,
-    engine: AsyncEngine,
+    db: Database,
     changes: dict[str, Any],
     field: str,
 ) -> None:
     editor = await make_token("editor")
-    before = await _count_items(engine)
+    before = await _count_items(db)
     response = await client.post("/api/v1/items", json=bid_candidates(**changes), headers=editor)
     assert response.status == 422, await response.text()
     assert response.content_type == "application/problem+json"
     problem = await response.json()
     assert field in [e["field"] for e in problem["errors"]], problem
     assert all(e["pointer"].startswith("#/") and e["detail"] for e in problem["errors"])
-    assert await _count_items(engine) == before
+    assert await _count_items(db) == before
 
 
 @pytest.mark.parametrize(
@@ -105,9 +105,7 @@ async def test_malformed_requests(
     assert response.content_type == "application/problem+json"
 
 
-async def test_oversize_body_is_413(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine
-) -> None:
+async def test_oversize_body_is_413(client: Client, make_token: TokenFactory, db: Database) -> None:
     editor = await make_token("editor")
     huge = json.dumps(bid_candidates(body_html="<p>" + "很" * 600_000 + "</p>")).encode()
     headers = {**editor, "Content-Type": "application/json"}
@@ -115,19 +113,19 @@ async def test_oversize_body_is_413(
     assert response.status == 413
     assert response.content_type == "application/problem+json"
     assert "larger than" in (await response.json())["detail"]
-    assert (await _count_items(engine))[0] == 0
+    assert (await _count_items(db))[0] == 0
 
 
 async def test_state_secret_is_refused_and_nothing_stored(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine
+    client: Client, make_token: TokenFactory, db: Database
 ) -> None:
     editor = await make_token("editor")
-    before = await _dump(engine)
+    before = await _dump(db)
     secret = bid_candidates(secrecy="state_secret", title="绝密文件标题XYZ")
     response = await client.post("/api/v1/items", json=secret, headers=editor)
     assert response.status == 422
     assert [e["field"] for e in (await response.json())["errors"]] == ["secrecy"]
-    after = await _dump(engine)
+    after = await _dump(db)
     assert after == before
     assert "绝密文件标题XYZ" not in after
 
@@ -171,7 +169,7 @@ async def test_script_in_title_is_kept_as_text_and_body_is_sanitized(
 
 
 async def test_withheld_values_are_never_stored_or_returned(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine
+    client: Client, make_token: TokenFactory, db: Database
 ) -> None:
     editor = await make_token("editor", holder="编辑")
     approver = await make_token("approver", holder="审核")
@@ -190,7 +188,7 @@ async def test_withheld_values_are_never_stored_or_returned(
         await client.get(f"/api/v1/items/{created['id']}", headers=editor),
         await client.get("/api/v1/items", headers=editor),
     ]
-    texts = [await r.text() for r in responses] + [await _dump(engine)]
+    texts = [await r.text() for r in responses] + [await _dump(db)]
     for text in texts:
         assert "13800000000" not in text
         assert "SECRET-SUMMARY" not in text

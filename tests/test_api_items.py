@@ -8,11 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.storage import ledger
+from dispatcher.storage.db import Database
 from dispatcher.storage.models import deliveries, events
-from tests.conftest import CENTER, TokenFactory, bid_candidates
+from tests.helpers import CENTER, TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]
 
@@ -59,7 +59,7 @@ async def test_penalty_decision_gets_seven_working_days(
 
 
 async def test_approve_assigns_index_number_and_writes_outbox(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine
+    client: Client, make_token: TokenFactory, db: Database
 ) -> None:
     editor = await make_token("editor", holder="张编辑")
     approver = await make_token("approver", holder="李审核")
@@ -77,7 +77,7 @@ async def test_approve_assigns_index_number_and_writes_outbox(
     channels = [d["channel"] for d in one["versions"][0]["deliveries"]]
     assert channels == ["website", "feeds"]
     assert {d["status"] for d in one["versions"][0]["deliveries"]} == {"pending"}
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(deliveries))).scalar()
         assert count == 4
         assert (await ledger.verify(conn)).ok
@@ -136,7 +136,7 @@ async def test_concurrent_idempotent_submissions_store_one_item(
 
 
 async def test_two_concurrent_approvals_exactly_one_succeeds(
-    client: Client, make_token: TokenFactory, engine: AsyncEngine
+    client: Client, make_token: TokenFactory, db: Database
 ) -> None:
     editor = await make_token("editor", holder="编辑")
     approvers = [await make_token("approver", holder=f"审核{i}") for i in range(2)]
@@ -144,7 +144,7 @@ async def test_two_concurrent_approvals_exactly_one_succeeds(
     url = f"/api/v1/items/{item['id']}/approve"
     responses = await asyncio.gather(*(client.post(url, headers=h) for h in approvers))
     assert sorted(r.status for r in responses) == [200, 409]
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         count = (await conn.execute(sa.select(sa.func.count()).select_from(deliveries))).scalar()
         approvals = (
             await conn.execute(sa.select(sa.func.count()).where(events.c.kind == "item.approved"))

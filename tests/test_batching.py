@@ -37,16 +37,17 @@ async def test_a_failing_batch_fails_each_of_its_callers_and_not_later_ones() ->
 
 
 async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(batch: Sequence[int]) -> list[int]:
+        started.set()
         await release.wait()
         return list(batch)
 
     batcher: Batcher[int, int] = Batcher(slow, max_size=10, max_wait=0.001)
     doomed = asyncio.create_task(batcher.submit(1))
     kept = asyncio.create_task(batcher.submit(2))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 5)  # both are in the call under way
     doomed.cancel()
     release.set()
     assert await kept == 2
@@ -57,44 +58,66 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
 
 async def test_requests_arriving_during_a_call_go_together_in_the_next() -> None:
     calls: list[list[int]] = []
-    release = asyncio.Event()
+    running, most = 0, 0
+    started, release, all_in = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    entered: list[int] = []
 
     async def slow(batch: Sequence[int]) -> list[int]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
         calls.append(list(batch))
+        started.set()
         await release.wait()
+        running -= 1
         return list(batch)
 
     batcher: Batcher[int, int] = Batcher(slow, max_size=10, max_wait=0.001)
+
+    async def submit(n: int) -> int:
+        entered.append(n)
+        if len(entered) == 3:  # the test wakes after this step, when submit() has queued it
+            all_in.set()
+        return await batcher.submit(n)
+
     first = asyncio.create_task(batcher.submit(0))
-    await asyncio.sleep(0.01)  # the first call is under way, and stays so
-    later = [asyncio.create_task(batcher.submit(n)) for n in range(1, 4)]
-    await asyncio.sleep(0.01)  # well past max_wait: still no second call
+    await asyncio.wait_for(started.wait(), 5)  # the first call is under way, and stays so
+    later = [asyncio.create_task(submit(n)) for n in range(1, 4)]
+    await asyncio.wait_for(all_in.wait(), 5)  # all three are queued behind it
     assert calls == [[0]]
     release.set()
     assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
     assert calls == [[0], [1, 2, 3]]
+    assert most == 1  # one call at a time (concurrency 1)
     await batcher.drain()
 
 
 async def test_requests_wait_max_wait_for_company_even_after_a_call_ends() -> None:
     calls: list[list[int]] = []
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def handle(batch: Sequence[int]) -> list[int]:
         calls.append(list(batch))
         if batch[0] == 0:
+            started.set()
             await release.wait()
         return list(batch)
 
-    batcher: Batcher[int, int] = Batcher(handle, max_size=10, max_wait=0.2)
+    # A second is long enough for the steps below, which take no time of their own.
+    batcher: Batcher[int, int] = Batcher(handle, max_size=10, max_wait=1.0)
+    queued = asyncio.Event()
+
+    async def submit_second() -> int:
+        queued.set()  # the test wakes after this step, when submit() has queued the request
+        return await batcher.submit(1)
+
     first = asyncio.create_task(batcher.submit(0))
-    await asyncio.sleep(0.25)  # the first call is under way ...
-    second = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.05)
-    release.set()  # ... and ends before the second request waited its 0.2 s
+    await asyncio.wait_for(started.wait(), 5)  # the first call is under way ...
+    second = asyncio.create_task(submit_second())
+    await asyncio.wait_for(queued.wait(), 5)
+    release.set()  # ... and ends before the second request waited its max_wait
     assert await first == 0
-    await asyncio.sleep(0.05)
-    assert calls == [[0]]
+    assert calls == [[0]]  # the call's end did not send the second request alone
     third = asyncio.create_task(batcher.submit(2))
     assert await asyncio.gather(second, third) == [1, 2]
     assert calls == [[0], [1, 2]]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dispatcher.ops.cli import main
-from tests.conftest import CENTER, bid_candidates
+from tests.helpers import CENTER, bid_candidates
 
 
 @pytest.fixture

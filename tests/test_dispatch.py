@@ -7,87 +7,44 @@ or the embedded one. Waits are bounded; nothing here asserts timings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
-from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatcher.dispatch.worker import build_worker, stop_worker
 from dispatcher.settings import Settings, load_settings
 from dispatcher.storage import ledger
+from dispatcher.storage.db import Database
 from dispatcher.storage.models import deliveries, events
-from tests.conftest import TokenFactory, bid_candidates
 from tests.fakes import FakeRemote, Script, scripted_registry
+from tests.helpers import (
+    Client,
+    TokenFactory,
+    all_in,
+    approve_via_api,
+    running_worker,
+    statuses,
+    wait_for,
+    wait_until,
+)
 
-Client = TestClient[Any, Any]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings, registry: dict[str, Any]) -> AsyncIterator[None]:
-    worker = build_worker(settings, settings.storage.redis_url, registry, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await stop_worker(worker, task)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {seconds} s")
-        await asyncio.sleep(0.05)
-
-
-async def statuses(engine: AsyncEngine) -> list[tuple[int, int, str, str, str]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(deliveries.c.item_id, deliveries.c.version, deliveries.c.channel,
-                      deliveries.c.action, deliveries.c.status).order_by(deliveries.c.id)
-        )  # fmt: skip
-        return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
-def all_in(engine: AsyncEngine, *wanted: str) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        rows = await statuses(engine)
-        return bool(rows) and all(r[4] in wanted for r in rows)
-
-    return check
-
-
-async def approved_item(api: Client, make_token: TokenFactory, **changes: Any) -> int:
-    editor = await make_token("editor", holder="编辑")
-    approver = await make_token("approver", holder="审核")
-    created = await api.post("/api/v1/items", json=bid_candidates(**changes), headers=editor)
-    item_id: int = (await created.json())["id"]
-    response = await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
-    assert response.status == 200, await response.text()
-    return item_id
-
-
 async def test_approved_item_reaches_every_channel_once(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(), "feeds": Script()}
-    item_id = await approved_item(api, make_token)
+    item_id = await approve_via_api(api, make_token)
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
     assert [c[0] for c in scripts["website"].calls] == ["publish"]
     assert [c[0] for c in scripts["feeds"].calls] == ["publish"]
     reader = await make_token("auditor")
@@ -97,21 +54,21 @@ async def test_approved_item_reaches_every_channel_once(
         assert delivery["attempts"] == 1
         assert delivery["confirmed_at"] >= delivery["requested_at"]
         assert delivery["external_id"] == f"{item_id}:1:{delivery['channel']}"
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         kinds = (await conn.execute(sa.select(events.c.kind))).scalars().all()
         assert kinds.count("delivery.published") == 2
         assert (await ledger.verify(conn)).ok
 
 
 async def test_retryable_failures_then_success(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(retryable=3), "feeds": Script()}
-    await approved_item(api, make_token)
+    await approve_via_api(api, make_token)
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
     assert len(scripts["website"].calls) == 4
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         website = (
             await conn.execute(sa.select(deliveries).where(deliveries.c.channel == "website"))
         ).one()
@@ -124,25 +81,25 @@ async def test_retryable_failures_then_success(
 
 
 async def test_gives_up_after_max_attempts(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(retryable=100), "feeds": Script()}
-    await approved_item(api, make_token)
+    await approve_via_api(api, make_token)
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published", "failed"))
-    rows = {r[2]: r[4] for r in await statuses(engine)}
+        await wait_until(all_in(db, "published", "failed"))
+    rows = {r[2]: r[4] for r in await statuses(db)}
     assert rows == {"website": "failed", "feeds": "published"}
     assert len(scripts["website"].calls) == dispatch_settings.dispatch.max_attempts
 
 
 async def test_permanent_failure_is_visible_and_retried_by_hand(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(permanent=True), "feeds": Script()}
-    await approved_item(api, make_token)
+    await approve_via_api(api, make_token)
     editor = await make_token("editor", holder="另一位编辑")
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published", "failed"))
+        await wait_until(all_in(db, "published", "failed"))
         assert len(scripts["website"].calls) == 1
         listing = await (await api.get("/api/v1/deliveries?status=failed", headers=editor)).json()
         [failed] = listing["deliveries"]
@@ -154,31 +111,36 @@ async def test_permanent_failure_is_visible_and_retried_by_hand(
         scripts["website"].permanent = False
         response = await api.post(url, headers=editor)
         assert response.status == 200, await response.text()
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
         assert (await api.post(url, headers=editor)).status == 409
 
 
 async def test_scheduled_item_waits_for_its_time(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(), "feeds": Script()}
     at = datetime.now(UTC) + timedelta(seconds=3)
-    await approved_item(api, make_token, publish_at=at.isoformat())
+    item_id = await approve_via_api(api, make_token, publish_at=at.isoformat())
+    client = aioredis.from_url(dispatch_settings.storage.redis_url)
+    try:  # the approval queued each job deferred to the release time (arq scores: ms)
+        for channel in scripts:
+            score = await client.zscore("gongkai:deliveries", f"{item_id}:1:{channel}")
+            assert score == round(at.timestamp() * 1000)
+    finally:
+        await client.aclose()
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await asyncio.sleep(1.5)
-        assert scripts["website"].calls == []
-        assert {r[4] for r in await statuses(engine)} == {"pending"}
-        await wait_until(all_in(engine, "published"), seconds=15)
-    async with engine.connect() as conn:
+        await wait_until(all_in(db, "published"), seconds=15)
+    async with db.connect() as conn:
         confirmed = (await conn.execute(sa.select(deliveries.c.confirmed_at))).scalars().all()
-    assert all(c >= at for c in confirmed)
+    assert len(confirmed) == 2 and all(c >= at for c in confirmed)
+    assert [len(s.calls) for s in scripts.values()] == [1, 1]
 
 
 async def test_flushall_mid_run_loses_nothing(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     for n in range(10):
-        await approved_item(api, make_token, title=f"公示{n}")
+        await approve_via_api(api, make_token, title=f"公示{n}")
     client = aioredis.from_url(dispatch_settings.storage.redis_url)
     assert await client.zcard("gongkai:deliveries") == 20
     await client.flushall()
@@ -186,46 +148,49 @@ async def test_flushall_mid_run_loses_nothing(
     await client.aclose()
     scripts = {"website": Script(), "feeds": Script()}
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
     assert len(scripts["website"].calls) == len(set(scripts["website"].calls)) == 10
 
 
 async def test_withdrawal_racing_a_publish(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
-    scripts = {"website": Script(delay=1.0), "feeds": Script(delay=1.0)}
-    item_id = await approved_item(api, make_token)
+    scripts = {"website": Script(hold=True), "feeds": Script(hold=True)}
+    item_id = await approve_via_api(api, make_token)
     approver = await make_token("approver", holder="另一位审核")
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await asyncio.wait_for(scripts["website"].started.wait(), 10)
+        for script in scripts.values():  # both publishes are in flight, held by the remote
+            await wait_for(script.started)
         url = f"/api/v1/items/{item_id}/withdraw"
         response = await api.post(url, json={"reason": "项目终止"}, headers=approver)
         assert response.status == 200
-        await wait_until(all_in(engine, "published", "withdrawn"))
+        for script in scripts.values():
+            script.release.set()
+        await wait_until(all_in(db, "published", "withdrawn"))
     for script in scripts.values():
         assert [c[0] for c in script.calls] == ["publish", "withdraw"]
-    assert sorted((r[3], r[4]) for r in await statuses(engine)) == [
+    assert sorted((r[3], r[4]) for r in await statuses(db)) == [
         ("publish", "published"), ("publish", "published"),
         ("withdraw", "withdrawn"), ("withdraw", "withdrawn"),
     ]  # fmt: skip
 
 
 async def test_withdrawn_before_sending_is_skipped_everywhere(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
-    item_id = await approved_item(api, make_token)
+    item_id = await approve_via_api(api, make_token)
     approver = await make_token("approver", holder="另一位审核")
     await api.post(f"/api/v1/items/{item_id}/withdraw", json={"reason": "撤回"}, headers=approver)
     scripts = {"website": Script(), "feeds": Script()}
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "skipped"))
+        await wait_until(all_in(db, "skipped"))
     assert scripts["website"].calls == scripts["feeds"].calls == []
 
 
 async def test_superseded_version_is_skipped_and_the_new_one_sent(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
-    item_id = await approved_item(api, make_token)
+    item_id = await approve_via_api(api, make_token)
     editor = await make_token("editor", holder="编辑2")
     approver = await make_token("approver", holder="审核2")
     change = {"change_note": "更正报价", "title": "更正后的公示"}
@@ -233,32 +198,42 @@ async def test_superseded_version_is_skipped_and_the_new_one_sent(
     await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
     scripts = {"website": Script(), "feeds": Script()}
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published", "skipped"))
-    rows = sorted((r[1], r[4]) for r in await statuses(engine))
+        await wait_until(all_in(db, "published", "skipped"))
+    rows = sorted((r[1], r[4]) for r in await statuses(db))
     assert rows == [(1, "skipped"), (1, "skipped"), (2, "published"), (2, "published")]
     assert scripts["website"].calls == [("publish", f"{item_id}:2:website")]
 
 
 async def test_channel_concurrency_limit(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_env: dict[str, str]
+    api: Client, make_token: TokenFactory, db: Database, dispatch_env: dict[str, str]
 ) -> None:
     settings = load_settings(env={**dispatch_env, "GONGKAI_CHANNELS": "website"})
     settings = settings.model_copy(
         update={"dispatch": settings.dispatch.model_copy(update={"concurrency": {"website": 2}})}
     )
     for n in range(6):
-        await approved_item(api, make_token, title=f"公示{n}")
-    scripts = {"website": Script(delay=0.3), "feeds": Script()}
+        await approve_via_api(api, make_token, title=f"公示{n}")
+    scripts = {"website": Script(hold=True), "feeds": Script()}
+
+    async def all_claimed_two_sending() -> bool:
+        sending = [r for r in await statuses(db) if r[2] == "website" and r[4] == "sending"]
+        return len(sending) == 6 and scripts["website"].active == 2
+
     async with running_worker(settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published", "failed"))
+        # All six are claimed (leased in SQL) before they queue for the channel: only two
+        # get in while the remote holds them.
+        await wait_until(all_claimed_two_sending)
+        scripts["website"].release.set()
+        await wait_until(all_in(db, "published", "failed"))
     assert scripts["website"].max_active == 2
+    assert len(scripts["website"].calls) == 6
 
 
 @pytest.mark.timeout(120)
 async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
     api: Client,
     make_token: TokenFactory,
-    engine: AsyncEngine,
+    db: Database,
     dispatch_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
@@ -279,7 +254,7 @@ async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
 
     try:
         for n in range(5):
-            await approved_item(api, make_token, title=f"公示{n}")
+            await approve_via_api(api, make_token, title=f"公示{n}")
         first = start_worker()
         await asyncio.wait_for(remote.started.wait(), 20)
         first.send_signal(signal.SIGKILL)
@@ -287,9 +262,9 @@ async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
         remote.release.set()
         second = start_worker()
         try:
-            await wait_until(all_in(engine, "published"), seconds=60)
+            await wait_until(all_in(db, "published"), seconds=60)
         except AssertionError:
-            print(await statuses(engine))
+            print(await statuses(db))
             raise
         finally:
             second.terminate()
@@ -297,10 +272,10 @@ async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
     finally:
         await runner.cleanup()
         log.close()
-    keys = {f"{r[0]}:{r[1]}:{r[2]}" for r in await statuses(engine)}
+    keys = {f"{r[0]}:{r[1]}:{r[2]}" for r in await statuses(db)}
     assert set(remote.stored) == keys
     assert len(keys) == 10
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         published = (
             (
                 await conn.execute(
@@ -315,12 +290,12 @@ async def test_worker_killed_mid_publish_loses_and_doubles_nothing(
 
 
 async def test_metrics_after_delivery(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> None:
     scripts = {"website": Script(), "feeds": Script()}
-    await approved_item(api, make_token)
+    await approve_via_api(api, make_token)
     async with running_worker(dispatch_settings, scripted_registry(scripts)):
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
     text = await (await api.get("/metrics")).text()
     assert 'gongkai_deliveries{channel="website",state="published"} 1.0' in text
     assert "gongkai_delivery_confirm_seconds_count 2.0" in text
@@ -329,11 +304,11 @@ async def test_metrics_after_delivery(
 
 @pytest.mark.timeout(60)
 async def test_cli_worker_and_retry(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_env: dict[str, str]
+    api: Client, make_token: TokenFactory, db: Database, dispatch_env: dict[str, str]
 ) -> None:
     """`gongkai worker` delivers with the real channels; `gongkai retry` re-queues a failure."""
-    await approved_item(api, make_token)
-    async with engine.begin() as conn:
+    await approve_via_api(api, make_token)
+    async with db.transaction() as conn:
         await conn.execute(
             deliveries.update().where(deliveries.c.channel == "feeds").values(status="failed")
         )
@@ -344,7 +319,7 @@ async def test_cli_worker_and_retry(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        await wait_until(all_in(engine, "published", "failed"))
+        await wait_until(all_in(db, "published", "failed"))
         retry = await asyncio.create_subprocess_exec(
             script, "retry", "2", "--as", "值班员", env=env, cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -352,7 +327,7 @@ async def test_cli_worker_and_retry(
         out, err = await asyncio.wait_for(retry.communicate(), 30)
         assert retry.returncode == 0, err.decode()
         assert "pending again and queued" in out.decode()
-        await wait_until(all_in(engine, "published"))
+        await wait_until(all_in(db, "published"))
     finally:
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(worker.wait(), 20) == 0

@@ -8,22 +8,21 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.storage import ledger
-from dispatcher.storage.db import transaction
+from dispatcher.storage.db import Database
 from dispatcher.storage.models import events, ledger_head
 
 
-async def _append_many(engine: AsyncEngine, n: int, item_id: int = 1) -> None:
+async def _append_many(db: Database, n: int, item_id: int = 1) -> None:
     for i in range(n):
-        async with transaction(engine) as conn:
+        async with db.transaction() as conn:
             await ledger.append(conn, "test.event", "tester", item_id=item_id, data={"i": i})
 
 
-async def test_chain_links_each_event_to_the_previous(engine: AsyncEngine) -> None:
-    await _append_many(engine, 5)
-    async with engine.connect() as conn:
+async def test_chain_links_each_event_to_the_previous(db: Database) -> None:
+    await _append_many(db, 5)
+    async with db.connect() as conn:
         rows = (await conn.execute(sa.select(events).order_by(events.c.seq))).all()
         report = await ledger.verify(conn)
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
@@ -32,29 +31,29 @@ async def test_chain_links_each_event_to_the_previous(engine: AsyncEngine) -> No
     assert report.ok and report.checked == 5
 
 
-async def test_concurrent_appends_do_not_fork(engine: AsyncEngine) -> None:
-    await asyncio.gather(*(_append_many(engine, 5, item_id=k) for k in range(6)))
-    async with engine.connect() as conn:
+async def test_concurrent_appends_do_not_fork(db: Database) -> None:
+    await asyncio.gather(*(_append_many(db, 5, item_id=k) for k in range(6)))
+    async with db.connect() as conn:
         report = await ledger.verify(conn)
         prev = (await conn.execute(sa.select(events.c.prev_hash))).scalars().all()
     assert report.ok and report.checked == 30
     assert len(set(prev)) == 30
 
 
-async def test_rolled_back_transaction_leaves_no_event(engine: AsyncEngine) -> None:
+async def test_rolled_back_transaction_leaves_no_event(db: Database) -> None:
     with pytest.raises(RuntimeError):
-        async with transaction(engine) as conn:
+        async with db.transaction() as conn:
             await ledger.append(conn, "test.event", "tester")
             raise RuntimeError("abort")
-    await _append_many(engine, 1)
-    async with engine.connect() as conn:
+    await _append_many(db, 1)
+    async with db.connect() as conn:
         assert (await ledger.verify(conn)).checked == 1
 
 
-async def _tamper(engine: AsyncEngine, sql: str) -> ledger.LedgerReport:
-    async with transaction(engine) as conn:
+async def _tamper(db: Database, sql: str) -> ledger.LedgerReport:
+    async with db.transaction() as conn:
         await conn.exec_driver_sql(sql)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         return await ledger.verify(conn)
 
 
@@ -70,36 +69,36 @@ async def _tamper(engine: AsyncEngine, sql: str) -> ledger.LedgerReport:
     ],
 )
 async def test_tampering_is_detected_at_the_right_row(
-    engine: AsyncEngine, sql: str, seq: int, problem: str
+    db: Database, sql: str, seq: int, problem: str
 ) -> None:
-    await _append_many(engine, 6)
-    if engine.dialect.name == "sqlite":
+    await _append_many(db, 6)
+    if db.dialect == "sqlite":
         sql = sql.replace("at - INTERVAL '1 hour'", "datetime(at, '-1 hour')")
-    report = await _tamper(engine, sql)
+    report = await _tamper(db, sql)
     assert not report.ok
     assert report.broken_seq == seq
     assert problem in (report.problem or "")
 
 
-async def test_recomputed_hashes_do_not_hide_an_edit(engine: AsyncEngine) -> None:
+async def test_recomputed_hashes_do_not_hide_an_edit(db: Database) -> None:
     """Rewriting a row *and* its own hash still breaks the link from the next row."""
-    await _append_many(engine, 4)
-    async with transaction(engine) as conn:
+    await _append_many(db, 4)
+    async with db.transaction() as conn:
         row = (await conn.execute(sa.select(events).where(events.c.seq == 2))).mappings().one()
         forged = dict(row, data=json.dumps({"i": 42}))
         forged_hash = ledger.event_hash(row["prev_hash"], forged)
         await conn.execute(
             events.update().where(events.c.seq == 2).values(data=forged["data"], hash=forged_hash)
         )
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         report = await ledger.verify(conn)
     assert report.broken_seq == 3
     assert "link" in (report.problem or "")
 
 
-async def test_head_tracks_the_newest_event(engine: AsyncEngine) -> None:
-    await _append_many(engine, 3)
-    async with engine.connect() as conn:
+async def test_head_tracks_the_newest_event(db: Database) -> None:
+    await _append_many(db, 3)
+    async with db.connect() as conn:
         head = (await conn.execute(sa.select(ledger_head))).one()
         last = (await conn.execute(sa.select(events).where(events.c.seq == 3))).one()
     assert (head.seq, head.hash) == (3, last.hash)

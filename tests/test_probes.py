@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatcher.http.app import create_app
 from dispatcher.settings import Settings
-from tests.conftest import TokenFactory, bid_candidates
+from dispatcher.storage.db import Database
+from tests.helpers import TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]
 
@@ -23,10 +23,10 @@ async def test_health_and_readiness(api: Client) -> None:
 
 
 async def test_not_ready_when_redis_is_unreachable(
-    dispatch_settings: Settings, engine: AsyncEngine
+    dispatch_settings: Settings, db: Database
 ) -> None:
     # A port nothing listens on: connecting fails at once, nothing leaves this machine.
-    app = create_app(dispatch_settings, engine, redis_url="redis://127.0.0.1:9/0")
+    app = create_app(dispatch_settings, db, redis_url="redis://127.0.0.1:9/0")
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         response = await client.get("/readyz")
         body = await response.json()

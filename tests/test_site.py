@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels import REGISTRY, paths
 from dispatcher.ops.site import rebuild
 from dispatcher.settings import Settings
-from tests.conftest import CENTER, TokenFactory, bid_candidates
-from tests.test_dispatch import all_in, running_worker, wait_until
+from dispatcher.storage.db import Database
+from tests.helpers import (
+    CATALOGUE,
+    CENTER,
+    Client,
+    TokenFactory,
+    all_in,
+    approve_via_api,
+    running_worker,
+    wait_until,
+)
 
-Client = TestClient[Any, Any]
 PROJECT = "E9901000001234567"
 REVISED = "门诊楼改造工程中标候选人公示（更正）"
 
@@ -30,38 +35,27 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-async def _approved(api: Client, make_token: TokenFactory, **changes: Any) -> int:
-    editor = await make_token("editor", holder="编辑")
-    approver = await make_token("approver", holder="审核")
-    created = await api.post("/api/v1/items", json=bid_candidates(**changes), headers=editor)
-    assert created.status == 201, await created.text()
-    item_id: int = (await created.json())["id"]
-    response = await api.post(f"/api/v1/items/{item_id}/approve", headers=approver)
-    assert response.status == 200, await response.text()
-    return item_id
-
-
 @pytest.fixture
 async def published(
-    api: Client, make_token: TokenFactory, engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, make_token: TokenFactory, db: Database, dispatch_settings: Settings
 ) -> dict[str, int]:
     """A bidding project's notice, candidates (revised once) and result, one item withdrawn."""
     ids = {
-        "result": await _approved(
+        "result": await approve_via_api(
             api, make_token, category="bid_result", title="门诊楼改造工程中标结果公告",
             fields={"winner": "示范建设集团有限公司"}, withheld=[],
         ),
-        "notice": await _approved(
+        "notice": await approve_via_api(
             api, make_token, category="bid_notice", title="门诊楼改造工程招标公告",
             fields={}, withheld=[],
         ),
-        "candidates": await _approved(api, make_token, title="<script>alert(1)</script>公示"),
-        "other": await _approved(
+        "candidates": await approve_via_api(api, make_token, title="<script>alert(1)</script>公示"),
+        "other": await approve_via_api(
             api, make_token, project_code="E9901000009999999", title="另一项目"
         ),
     }  # fmt: skip
     async with running_worker(dispatch_settings, dict(REGISTRY)):
-        await wait_until(all_in(api_engine := engine, "published"))
+        await wait_until(all_in(api_engine := db, "published"))
         editor = await make_token("editor", holder="编辑")
         approver = await make_token("approver", holder="审核")
         revised = await api.post(
@@ -171,7 +165,7 @@ async def test_missing_pages_are_a_chinese_404(api: Client, path: str) -> None:
 
 
 async def test_rebuild_regenerates_the_same_site_from_the_database(
-    api: Client, published: dict[str, int], engine: AsyncEngine, dispatch_settings: Settings
+    api: Client, published: dict[str, int], db: Database, dispatch_settings: Settings
 ) -> None:
     site = dispatch_settings.data_path / "site"
     before = _snapshot(site)
@@ -179,7 +173,7 @@ async def test_rebuild_regenerates_the_same_site_from_the_database(
     for page in list(site.glob("items/*.html"))[:2]:
         page.unlink()
 
-    replayed = await rebuild(engine, dispatch_settings, batch=4)  # pages of 4: keyset paging
+    replayed = await rebuild(db, dispatch_settings, CATALOGUE, batch=4)  # pages of 4: keyset paging
 
     assert replayed == 6  # four first versions, one revision, one withdrawal
     assert _snapshot(site) == before

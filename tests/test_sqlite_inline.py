@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from dispatcher.storage import sqlite_inline
-from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.db import Database, migrate
 from dispatcher.storage.models import agencies
 
 
@@ -24,50 +24,50 @@ def agency(code: str, name: str) -> sa.Insert:
 
 
 async def test_writes_run_inline_and_reads_on_aiosqlite(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
-    await migrate(engine)
-    async with transaction(engine) as conn:  # warm the write pool: its connect is inline too
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    await migrate(db)
+    async with db.transaction() as conn:  # warm the write pool: its connect is inline too
         await conn.execute(sa.text("SELECT 1"))
     before = threading.active_count()
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         raw = await conn.get_raw_connection()
         assert isinstance(raw.driver_connection, sqlite_inline.Connection)
         await conn.execute(agency("X1", "示范市财政局"))
         assert threading.active_count() == before  # no thread hand-over
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         raw = await conn.get_raw_connection()
         assert isinstance(raw.driver_connection, aiosqlite.Connection)
         row = (await conn.execute(sa.select(agencies).where(agencies.c.code == "X1"))).one()
     assert row.name == "示范市财政局"
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         mode = (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar_one()
         keys = (await conn.execute(sa.text("PRAGMA foreign_keys"))).scalar_one()
     assert (mode, keys) == ("wal", 1)
-    await engine.dispose()
+    await db.dispose()
 
 
 async def test_inline_errors_are_the_usual_ones_and_roll_back(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
-    await migrate(engine)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    await migrate(db)
     with pytest.raises(IntegrityError):
-        async with transaction(engine) as conn:
+        async with db.transaction() as conn:
             await conn.execute(agency("A", "甲"))
             await conn.execute(agency("A", "乙"))
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(agencies))).scalar() == 0
-    async with transaction(engine) as conn:  # the connection is usable after the error
+    async with db.transaction() as conn:  # the connection is usable after the error
         await conn.execute(agency("A", "甲"))
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         assert (await conn.execute(sa.select(agencies.c.name))).scalar_one() == "甲"
-    await engine.dispose()
+    await db.dispose()
 
 
 async def test_disposing_the_engine_closes_its_write_connections(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
-    async with transaction(engine) as conn:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    async with db.transaction() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         await conn.execute(sa.text("CREATE TABLE t (n INTEGER)"))
     assert isinstance(raw, sqlite_inline.Connection) and raw.in_transaction is False
-    await engine.dispose()
+    await db.dispose()
     with pytest.raises(ValueError, match="closed"):
         raw.cursor()

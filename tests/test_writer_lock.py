@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dispatcher.storage.db import create_engine, transaction
+from dispatcher.storage.db import Database
 from dispatcher.storage.writer_lock import WriterLock, WriterLockTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,15 +137,15 @@ COUNTER = textwrap.dedent(
     import asyncio, sys
     import sqlalchemy as sa
     sys.path.insert(0, sys.argv[2])
-    from dispatcher.storage.db import create_engine, transaction
+    from dispatcher.storage.db import Database
 
     async def main():
-        engine = create_engine(sys.argv[1])
+        db = Database(sys.argv[1])
         for _ in range(int(sys.argv[3])):
-            async with transaction(engine) as conn:
+            async with db.transaction() as conn:
                 n = (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one()
                 await conn.execute(sa.text("UPDATE counter SET n = :n"), {"n": n + 1})
-        await engine.dispose()
+        await db.dispose()
 
     asyncio.run(main())
     """
@@ -154,8 +154,8 @@ COUNTER = textwrap.dedent(
 
 async def test_writers_in_several_processes_lose_no_update(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'counter.db'}"
-    engine = create_engine(url)
-    async with transaction(engine) as conn:
+    db = Database(url)
+    async with db.transaction() as conn:
         await conn.execute(sa.text("CREATE TABLE counter (n INTEGER NOT NULL)"))
         await conn.execute(sa.text("INSERT INTO counter VALUES (0)"))
     procs = [
@@ -165,7 +165,7 @@ async def test_writers_in_several_processes_lose_no_update(tmp_path: Path) -> No
     async with asyncio.timeout(50):
         codes = [await p.wait() for p in procs]
     assert codes == [0, 0, 0]
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         assert (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one() == 450
-    await engine.dispose()
+    await db.dispose()
     assert (tmp_path / "counter.db.writer-lock").exists()

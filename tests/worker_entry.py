@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dispatcher.dispatch.worker import build_worker, stop_worker
+from dispatcher.dispatch.worker import build_worker
 from dispatcher.settings import load_settings
 from tests.fakes import remote_registry
 
@@ -26,7 +26,7 @@ async def main(remote_url: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
-        await stop_worker(worker)
+        await worker.stop()
 
 
 if __name__ == "__main__":

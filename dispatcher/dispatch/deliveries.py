@@ -12,90 +12,54 @@ withdrawal waits for an in-flight publication, then takes down what was publishe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Publication, Receipt
+from dispatcher.dispatch import due
+from dispatcher.dispatch.claims import Claim, Later, delivery_key
 from dispatcher.dispatch.outcomes import WAIT_FOR_ORDER, Outcome, delivery_event, settle
 from dispatcher.errors import Conflict, NotFound
-from dispatcher.items.accounts import Actor
-from dispatcher.items.workflow import require
-from dispatcher.rules.catalogue import catalogue_labels
+from dispatcher.rules.catalogue import Catalogue
+from dispatcher.rules.permissions import Actor, require
+from dispatcher.rules.states import Action, DeliveryStatus, ItemStatus
 from dispatcher.storage import ledger
-from dispatcher.storage.db import transaction
-from dispatcher.storage.models import (
-    CONFIRMING,
-    FAILED,
-    PENDING,
-    PUBLISHED,
-    RETRYING,
-    SENDING,
-    SKIPPED,
-    SUPERSEDED,
-    WITHDRAWN,
-    UTCDateTime,
-    agencies,
-    deliveries,
-    item_versions,
-    items,
-)
-
-_EARLY_SLACK = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A leased delivery: what to send, and the receipt a withdraw or confirm works from."""
-
-    id: int
-    key: str
-    channel: str
-    action: str
-    attempt: int
-    confirming: bool
-    publication: Publication
-    receipt: Receipt | None
-
-
-@dataclass(frozen=True)
-class Later:
-    """Not yet: look again after `delay` seconds (scheduled, or waiting for an older one)."""
-
-    delay: float
-
-
-def delivery_key(item_id: int, version: int, channel: str) -> str:
-    return f"{item_id}:{version}:{channel}"
+from dispatcher.storage.db import Database
+from dispatcher.storage.models import UTCDateTime, agencies, deliveries, item_versions, items
 
 
 async def claim_many(
-    engine: AsyncEngine, ids: Sequence[int], lease_seconds: int
+    db: Database, ids: Sequence[int], lease_seconds: int, catalogue: Catalogue
 ) -> list[Claim | Later | None]:
     """Lease many due deliveries in one transaction; results in the order of `ids`.
 
     For each: a Claim, Later (not due yet, or an older version is in flight), or None when
     there is nothing to do (finished, leased by another worker, or skipped just now).
     """
-    return (await settle_and_claim(engine, [], ids, lease_seconds))[1]
+    return (await settle_and_claim(db, [], ids, lease_seconds, catalogue))[1]
 
 
-async def settle_many(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> list[bool]:
+async def settle_many(db: Database, outcomes: Sequence[Outcome]) -> list[bool]:
     """Write attempts' outcomes and their ledger events in one transaction.
 
     Each row is written only if its claim still holds the lease (same state and attempt);
     otherwise another worker took over and reports instead: False for that one.
     """
-    return (await settle_and_claim(engine, outcomes, [], 0))[0]
+    return (await settle_and_claim(db, outcomes, [], 0, None))[0]
 
 
 async def settle_and_claim(
-    engine: AsyncEngine, outcomes: Sequence[Outcome], ids: Sequence[int], lease_seconds: int
+    db: Database,
+    outcomes: Sequence[Outcome],
+    ids: Sequence[int],
+    lease_seconds: int,
+    catalogue: Catalogue | None,
 ) -> tuple[list[bool], list[Claim | Later | None]]:
     """`settle_many` then `claim_many`, in one transaction with one ledger append.
 
@@ -104,20 +68,29 @@ async def settle_and_claim(
     sees its new state. Their rows are leased to this worker: another batch locks them only once
     the lease ran out, so the two lock orders (outcomes, then claims by id) cannot cross in
     practice; PostgreSQL would break such a deadlock by failing one batch, whose rows are sent
-    again after their lease.
+    again after their lease. Claims label their publications from `catalogue`.
     """
     if not outcomes and not ids:
         return [], []
+    if ids and catalogue is None:
+        raise ValueError("claims need the catalogue their publications are labelled from")
     now = datetime.now(UTC)
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         written, events = await settle(conn, outcomes, now) if outcomes else ([], [])
-        claims, skipped = await _claim(conn, ids, lease_seconds, now) if ids else ([], [])
+        claims: list[Claim | Later | None] = []
+        skipped: list[ledger.Event] = []
+        if ids and catalogue is not None:
+            claims, skipped = await _claim(conn, ids, lease_seconds, now, catalogue)
         await ledger.append_many(conn, events + skipped)
     return written, claims
 
 
 async def _claim(
-    conn: AsyncConnection, ids: Sequence[int], lease_seconds: int, now: datetime
+    conn: AsyncConnection,
+    ids: Sequence[int],
+    lease_seconds: int,
+    now: datetime,
+    catalogue: Catalogue,
 ) -> tuple[list[Claim | Later | None], list[ledger.Event]]:
     """Lease what is due among `ids` (see `claim_many`); also the events of those skipped."""
     decided: dict[int, Claim | Later | None] = {}
@@ -126,9 +99,13 @@ async def _claim(
     skipped: list[ledger.Event] = []
     leased: list[int] = []
     for row in found:
-        if _claimable(row, now):
-            early = _early(row, now)
-            decided[row.id] = early or await _decide(conn, row, now, skipped, leased)
+        if due.claimable(row, now):
+            wait = due.waiting_and_due(row, now)
+            decided[row.id] = (
+                Later(wait)
+                if wait is not None
+                else await _decide(conn, row, now, catalogue, skipped, leased)
+            )
     if leased:
         lease = {"ids": leased, "now": now, "until": now + timedelta(seconds=lease_seconds)}
         await conn.execute(_LEASE[dialect], lease)
@@ -140,29 +117,25 @@ async def _claim(
     return results, skipped
 
 
-def _early(row: Any, now: datetime) -> Later | None:
-    waiting = row.status in (PENDING, RETRYING, CONFIRMING)
-    if waiting and row.next_attempt_at is not None and row.next_attempt_at > now + _EARLY_SLACK:
-        return Later((row.next_attempt_at - now).total_seconds())
-    return None
-
-
 async def _decide(
     conn: AsyncConnection,
     row: Any,
     now: datetime,
+    catalogue: Catalogue,
     skipped: list[ledger.Event],
     leased: list[int],
 ) -> Claim | Later | None:
     """Skip it, make it wait for an older delivery, or lease it (its id added to `leased`)."""
-    superseded = row.version_status == SUPERSEDED or row.item_status == WITHDRAWN
-    if row.action == "publish" and superseded:
+    superseded = (
+        row.version_status == ItemStatus.SUPERSEDED or row.item_status == ItemStatus.WITHDRAWN
+    )
+    if row.action == Action.PUBLISH and superseded:
         skipped.append(await _skip(conn, row, "superseded or withdrawn before it was sent", now))
         return None
     if await _older_in_flight(conn, row, now):
         return Later(WAIT_FOR_ORDER)
-    receipt = _own_receipt(row) if row.status == CONFIRMING else None
-    if row.action == "withdraw" and row.status != CONFIRMING:
+    receipt = _own_receipt(row) if row.status == DeliveryStatus.CONFIRMING else None
+    if row.action == Action.WITHDRAW and row.status != DeliveryStatus.CONFIRMING:
         receipt = await _published_receipt(conn, row)
         if receipt is None:
             skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
@@ -174,23 +147,18 @@ async def _decide(
         channel=row.channel,
         action=row.action,
         attempt=row.attempts + 1,
-        confirming=row.status == CONFIRMING,
-        publication=publication(row),
+        confirming=row.status == DeliveryStatus.CONFIRMING,
+        publication=publication(row, catalogue),
         receipt=receipt,
     )
 
 
-def _claimable(row: Any, now: datetime) -> bool:
-    if row.status in (PENDING, RETRYING, CONFIRMING):
-        return True
-    return bool(row.status == SENDING and row.lease_until is not None and row.lease_until < now)
-
-
-_CONTENT = (
-    "title", "summary", "body_html", "fields", "withheld", "formed_on", "changed_on", "decision",
-    "project_code", "region", "document_number", "keywords", "validity", "change_note",
-    "approved_at",
-)  # fmt: skip
+# What a channel receives of a version: the `Publication` fields stored on the version.
+_CONTENT = tuple(
+    f.name
+    for f in dataclasses.fields(Publication)
+    if f.name in item_versions.c and f.name not in deliveries.c
+)
 
 # A delivery with its version's content, its item's state and its agency's name: one row each
 # (`publication` turns one into what a channel receives). A claim locks only the delivery rows
@@ -236,7 +204,7 @@ def _lease(ids: sa.BindParameter[Any]) -> sa.Update:
         deliveries.update()
         .where(_ids_in(ids))
         .values(
-            status=SENDING,
+            status=DeliveryStatus.SENDING,
             attempts=deliveries.c.attempts + 1,
             lease_until=sa.bindparam("until", type_=UTCDateTime()),
             updated_at=sa.bindparam("now", type_=UTCDateTime()),
@@ -263,8 +231,10 @@ async def _older_in_flight(conn: AsyncConnection, row: Any, now: datetime) -> bo
             deliveries.c.channel == row.channel,
             deliveries.c.version < row.version,
             sa.or_(
-                deliveries.c.status == CONFIRMING,
-                sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until >= now),
+                deliveries.c.status == DeliveryStatus.CONFIRMING,
+                sa.and_(
+                    deliveries.c.status == DeliveryStatus.SENDING, deliveries.c.lease_until >= now
+                ),
             ),
         )
         .limit(1)
@@ -284,8 +254,8 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
             .where(
                 deliveries.c.item_id == row.item_id,
                 deliveries.c.channel == row.channel,
-                deliveries.c.action == "publish",
-                deliveries.c.status == PUBLISHED,
+                deliveries.c.action == Action.PUBLISH,
+                deliveries.c.status == DeliveryStatus.PUBLISHED,
             )
             .order_by(deliveries.c.version.desc())
             .limit(1)
@@ -301,8 +271,8 @@ async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
     )
 
 
-def publication(row: Any) -> Publication:
-    """What the channel receives, from a `DELIVERY_CONTENT` row."""
+def publication(row: Any, catalogue: Catalogue) -> Publication:
+    """What the channel receives, from a `DELIVERY_CONTENT` row, labelled from `catalogue`."""
     return Publication(
         key=delivery_key(row.item_id, row.version, row.channel),
         item_id=row.item_id,
@@ -329,7 +299,7 @@ def publication(row: Any) -> Publication:
         change_note=row.change_note,
         approved_at=row.approved_at,
         steps=row.steps or {},
-        **catalogue_labels(row.domain, row.category),
+        **catalogue.labels(row.domain, row.category),
     )
 
 
@@ -338,15 +308,41 @@ async def _skip(conn: AsyncConnection, row: Any, reason: str, now: datetime) -> 
     await conn.execute(
         deliveries.update()
         .where(deliveries.c.id == row.id)
-        .values(status=SKIPPED, lease_until=None, last_error=reason, updated_at=now)
+        .values(status=DeliveryStatus.SKIPPED, lease_until=None, last_error=reason, updated_at=now)
     )
     data = {"channel": row.channel, "reason": reason}
-    return delivery_event(row.item_id, row.version, row.id, SKIPPED, now, data)
+    return delivery_event(row.item_id, row.version, row.id, DeliveryStatus.SKIPPED, now, data)
 
 
-async def retry_by_hand(engine: AsyncEngine, actor: Actor, delivery_id: int) -> tuple[int, str]:
+async def save_steps(db: Database, claim: Claim, steps: Mapping[str, Any]) -> bool:
+    """Store a multi-step channel's remote ids on its delivery, mid-attempt; False (nothing
+    written) if this claim no longer holds the lease. `steps` is the whole set so far."""
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        written = await conn.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id == claim.id,
+                deliveries.c.status == DeliveryStatus.SENDING,
+                deliveries.c.attempts == claim.attempt,
+            )
+            .values(steps=dict(steps), updated_at=now)
+        )
+        if written.rowcount != 1:
+            return False
+        pub = claim.publication
+        data = {"channel": claim.channel, "attempt": claim.attempt, "steps": sorted(steps)}
+        event = ledger.Event(
+            "delivery.steps_saved", "dispatcher", item_id=pub.item_id, version=pub.version,
+            delivery_id=claim.id, at=now, data=data,
+        )  # fmt: skip
+        await ledger.append_many(conn, [event])
+    return True
+
+
+async def retry_by_hand(db: Database, actor: Actor, delivery_id: int) -> tuple[int, str]:
     """Put a failed delivery back in the queue; returns (id, job key) to enqueue."""
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         row = (
             await conn.execute(
                 sa.select(deliveries, items.c.agency_code)
@@ -358,17 +354,18 @@ async def retry_by_hand(engine: AsyncEngine, actor: Actor, delivery_id: int) -> 
         if row is None:
             raise NotFound(f"no delivery {delivery_id}")
         require(actor, "retry", row.agency_code)
-        if row.status != FAILED:
+        if row.status != DeliveryStatus.FAILED:
             raise Conflict(f"delivery {delivery_id} is {row.status}; only failed ones are retried")
         now = datetime.now(UTC)
         await conn.execute(
             deliveries.update()
             .where(deliveries.c.id == delivery_id)
-            .values(status=PENDING, attempts=0, next_attempt_at=now, updated_at=now)
+            .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now)
         )
         event = ledger.Event(
             "delivery.retry_requested", actor.label, item_id=row.item_id, version=row.version,
-            delivery_id=delivery_id, at=now, data={"channel": row.channel, "status": PENDING},
+            delivery_id=delivery_id, at=now,
+            data={"channel": row.channel, "status": DeliveryStatus.PENDING},
         )  # fmt: skip
         await ledger.append_many(conn, [event])
     return delivery_id, delivery_key(row.item_id, row.version, row.channel)

@@ -10,21 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from channels.base import Channel, PermanentError, Receipt, RetryableError
+from channels.base import PermanentError, Receipt, RetryableError
 from channels.batching import Batcher
 from dispatcher.dispatch import deliveries, outcomes, queue
-from dispatcher.dispatch.deliveries import Claim, Later
+from dispatcher.dispatch.channels import Enabled
+from dispatcher.dispatch.claims import Claim, Later
+from dispatcher.rules.catalogue import Catalogue
+from dispatcher.rules.states import Action
 from dispatcher.settings import Settings
+from dispatcher.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,25 @@ Answer = Claim | Later | None | bool
 
 
 @dataclass
+class Steps:
+    """The `StepStore` of a worker's multi-step channels: a step's ids are written to the
+    delivery, guarded by the attempt's lease, before the channel's next remote call."""
+
+    db: Database
+    in_flight: dict[str, Claim] = field(default_factory=dict)  # by delivery key
+    saved: dict[str, dict[str, Any]] = field(default_factory=dict)  # this attempt's, by key
+
+    async def save(self, key: str, steps: Mapping[str, Any]) -> None:
+        claim = self.in_flight.get(key)
+        if claim is None:
+            raise RetryableError(f"delivery {key} is not being sent by this worker")
+        merged = {**claim.publication.steps, **self.saved.get(key, {}), **steps}
+        if not await deliveries.save_steps(self.db, claim, merged):
+            raise RetryableError(f"delivery {key}: lease lost; another worker has taken it over")
+        self.saved[key] = merged
+
+
+@dataclass
 class WorkerDeps:
     """What every job uses, built once when the worker starts (held in the arq ctx).
 
@@ -49,41 +71,38 @@ class WorkerDeps:
     """
 
     settings: Settings
-    engine: AsyncEngine
-    channels: dict[str, Channel]
-    limits: dict[str, asyncio.Semaphore]
+    db: Database
+    catalogue: Catalogue
+    channels: dict[str, Enabled]
+    steps: Steps
     closers: list[Any]
     batches: Batcher[Request, Answer]
+    limits: dict[str, asyncio.Semaphore]
 
     @classmethod
     def build(
         cls,
         settings: Settings,
-        engine: AsyncEngine,
-        channels: dict[str, Channel],
+        db: Database,
+        catalogue: Catalogue,
+        channels: dict[str, Enabled],
         closers: list[Any],
+        steps: Steps | None = None,
     ) -> WorkerDeps:
-        dispatch = settings.dispatch
-        limits = {
-            name: asyncio.Semaphore(
-                dispatch.concurrency.get(
-                    name, getattr(channel, "in_flight", None) or dispatch.channel_concurrency
-                )
-            )
-            for name, channel in channels.items()
-        }
+        lease = settings.dispatch.lease_seconds
 
         async def run(requests: Sequence[Request]) -> list[Answer]:
             finished = [r for r in requests if isinstance(r, outcomes.Outcome)]
             ids = [r for r in requests if isinstance(r, int)]
             written, claims = await _once_more_if_disconnected(
-                lambda: deliveries.settle_and_claim(engine, finished, ids, dispatch.lease_seconds)
+                lambda: deliveries.settle_and_claim(db, finished, ids, lease, catalogue)
             )
             claimed, recorded = iter(claims), iter(written)
             return [next(claimed) if isinstance(r, int) else next(recorded) for r in requests]
 
+        limits = {name: asyncio.Semaphore(e.concurrency) for name, e in channels.items()}
         batches = Batcher(run, max_wait=BATCH_WAIT)
-        return cls(settings, engine, channels, limits, closers, batches)
+        return cls(settings, db, catalogue, channels, steps or Steps(db), closers, batches, limits)
 
     async def claim(self, delivery_id: int) -> Claim | Later | None:
         return cast(Claim | Later | None, await self.batches.submit(delivery_id))
@@ -136,14 +155,19 @@ async def deliver(ctx: dict[str, Any], delivery_id: int) -> str:
 
 async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
     dispatch = deps.settings.dispatch
-    channel = deps.channels.get(claim.channel)
-    if channel is None:
+    enabled = deps.channels.get(claim.channel)
+    if enabled is None:
         reason = f"channel {claim.channel!r} is not enabled in this worker"
         await deps.record(outcomes.failure_outcome(claim, reason, None))
         return "failed"
+    deps.steps.in_flight[claim.key] = claim
     try:
         async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
-            receipt = await _call(channel, claim)
+            receipt = await _call(enabled, claim)
+        if receipt.pending and enabled.confirmer is None:
+            raise PermanentError(
+                f"channel {claim.channel} sent a pending receipt it cannot confirm"
+            )
     except PermanentError as exc:
         await deps.record(outcomes.failure_outcome(claim, f"permanent: {exc}", None))
         return "failed"
@@ -151,23 +175,24 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
         if not isinstance(exc, RetryableError | TimeoutError):
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
         return await _retry_or_fail(deps, claim, exc)
-    if not await deps.record(outcomes.receipt_outcome(claim, receipt)):
+    finally:
+        deps.steps.in_flight.pop(claim.key, None)
+        saved = deps.steps.saved.pop(claim.key, None)
+    if not await deps.record(outcomes.receipt_outcome(claim, receipt, saved)):
         return "lease lost"
     if receipt.pending:
         raise Retry(defer=receipt.check_after or outcomes.WAIT_FOR_ORDER)
-    return "published" if claim.action == "publish" else "withdrawn"
+    return "published" if claim.action == Action.PUBLISH else "withdrawn"
 
 
-async def _call(channel: Channel, claim: Claim) -> Receipt:
+async def _call(enabled: Enabled, claim: Claim) -> Receipt:
     if claim.confirming and claim.receipt is not None:
-        confirm = getattr(channel, "confirm", None)
-        if confirm is None:
-            raise PermanentError(f"channel {channel.name} cannot confirm a pending receipt")
-        result: Receipt = await confirm(claim.publication, claim.receipt)
-        return result
-    if claim.action == "withdraw" and claim.receipt is not None:
-        return await channel.withdraw(claim.publication, claim.receipt)
-    return await channel.publish(claim.publication)
+        if enabled.confirmer is None:
+            raise PermanentError(f"channel {claim.channel} cannot confirm a pending receipt")
+        return await enabled.confirmer.confirm(claim.publication, claim.receipt)
+    if claim.action == Action.WITHDRAW and claim.receipt is not None:
+        return await enabled.channel.withdraw(claim.publication, claim.receipt)
+    return await enabled.channel.publish(claim.publication)
 
 
 async def _retry_or_fail(deps: WorkerDeps, claim: Claim, exc: Exception) -> str:
@@ -190,7 +215,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     deps: WorkerDeps = ctx[DEPS]
     pool: ArqRedis = ctx["redis"]
     horizon = timedelta(seconds=deps.settings.dispatch.sweep_interval)
-    queued = await queue.sweep(deps.engine, pool, horizon)
+    queued = await queue.sweep(deps.db, pool, horizon)
     if queued:
         log.info("sweeper queued %d deliveries", queued)
     return queued

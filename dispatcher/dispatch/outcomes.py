@@ -10,30 +10,20 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Receipt
+from dispatcher.dispatch.claims import Claim
+from dispatcher.rules.states import DeliveryStatus
 from dispatcher.storage import ledger
-from dispatcher.storage.models import (
-    CONFIRMING,
-    FAILED,
-    PUBLISHED,
-    RETRYING,
-    SENDING,
-    TAKEN_DOWN,
-    UTCDateTime,
-    deliveries,
-)
-
-if TYPE_CHECKING:
-    from dispatcher.dispatch.deliveries import Claim
+from dispatcher.storage.models import UTCDateTime, deliveries
 
 WAIT_FOR_ORDER = 2.0  # seconds before looking again: an older delivery in flight, or to confirm
 
@@ -117,7 +107,7 @@ def _guarded_update(outcome: Any, columns: tuple[str, ...]) -> sa.Update:
         deliveries.update()
         .where(
             deliveries.c.id == outcome.c.id,
-            deliveries.c.status == SENDING,
+            deliveries.c.status == DeliveryStatus.SENDING,
             deliveries.c.attempts == outcome.c.attempt,
         )
         .values(
@@ -181,19 +171,25 @@ def _union_update(columns: tuple[str, ...], size: int) -> sa.Update:
     return _guarded_update((sa.union_all(*rows) if size > 1 else rows[0]).cte("outcome"), columns)
 
 
-def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
-    """The channel's receipt as an outcome: live (published/withdrawn), or sent, to confirm."""
+def receipt_outcome(
+    claim: Claim, receipt: Receipt, saved: Mapping[str, Any] | None = None
+) -> Outcome:
+    """The channel's receipt as an outcome: live (published/withdrawn), or sent, to confirm.
+
+    The delivery keeps every step id: those of earlier attempts, those `saved` during this
+    one, and the receipt's.
+    """
     values: dict[str, Any] = {
         "external_id": receipt.external_id,
         "url": receipt.url,
-        "steps": {**claim.publication.steps, **receipt.steps},
+        "steps": {**claim.publication.steps, **(saved or {}), **receipt.steps},
     }
     if receipt.pending:
-        status = CONFIRMING
+        status = DeliveryStatus.CONFIRMING
         wait = timedelta(seconds=receipt.check_after or WAIT_FOR_ORDER)
         values["next_attempt_at"] = datetime.now(UTC) + wait
     else:
-        status = PUBLISHED if claim.action == "publish" else TAKEN_DOWN
+        status = DeliveryStatus.live(claim.action)
         values.update(confirmed_at=receipt.confirmed_at, last_error=None)
     confirmed = receipt.confirmed_at.isoformat() if receipt.confirmed_at else None
     data = {"external_id": receipt.external_id, "url": receipt.url, "confirmed_at": confirmed}
@@ -202,7 +198,7 @@ def receipt_outcome(claim: Claim, receipt: Receipt) -> Outcome:
 
 def failure_outcome(claim: Claim, error: str, retry_at: datetime | None) -> Outcome:
     """A failed attempt: retry at `retry_at`, or fail for good (None)."""
-    status = RETRYING if retry_at is not None else FAILED
+    status = DeliveryStatus.RETRYING if retry_at is not None else DeliveryStatus.FAILED
     values = {"next_attempt_at": retry_at, "last_error": error[:2000]}
     data = {"error": error[:500], "retry_at": retry_at.isoformat() if retry_at else None}
     return Outcome(claim, status, values, data)

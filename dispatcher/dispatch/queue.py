@@ -15,10 +15,13 @@ import sqlalchemy as sa
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dispatcher.dispatch.deliveries import delivery_key
-from dispatcher.storage.models import CONFIRMING, PENDING, RETRYING, SENDING, deliveries
+from dispatcher.dispatch.claims import delivery_key
+from dispatcher.dispatch.due import due_by, wait_before
+from dispatcher.rules.states import DeliveryStatus
+from dispatcher.storage.db import Database
+from dispatcher.storage.models import deliveries
 
 log = logging.getLogger(__name__)
 JOB = "deliver"
@@ -44,8 +47,9 @@ def connect_lazily(url: str) -> ArqRedis:
 
 
 async def enqueue(pool: ArqRedis, delivery_id: int, key: str, at: datetime | None) -> bool:
-    """Queue one delivery's job (deferred to `at`); False if that job is already queued."""
-    defer = at if at is not None and at > datetime.now(UTC) else None
+    """Queue one delivery's job (deferred to `at` unless it is due); False if that job is
+    already queued."""
+    defer = at if wait_before(at, datetime.now(UTC)) is not None else None
     job = await pool.enqueue_job(JOB, delivery_id, _job_id=key, _defer_until=defer)
     return job is not None
 
@@ -68,7 +72,8 @@ async def item_deliveries_due(conn: AsyncConnection, item_id: int) -> list[Any]:
     """The item's deliveries that wait for a job: what to enqueue after approve or withdraw."""
     rows = await conn.execute(
         sa.select(deliveries).where(
-            deliveries.c.item_id == item_id, deliveries.c.status.in_((PENDING, RETRYING))
+            deliveries.c.item_id == item_id,
+            deliveries.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.RETRYING)),
         )
     )
     return list(rows)
@@ -83,23 +88,15 @@ async def due(conn: AsyncConnection, horizon: timedelta, limit: int = 5000) -> l
     now = datetime.now(UTC)
     rows = await conn.execute(
         sa.select(deliveries)
-        .where(
-            sa.or_(
-                sa.and_(
-                    deliveries.c.status.in_((PENDING, RETRYING, CONFIRMING)),
-                    deliveries.c.next_attempt_at <= now + horizon,
-                ),
-                sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until < now),
-            )
-        )
+        .where(due_by(now + horizon, now))
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
     return list(rows)
 
 
-async def sweep(engine: AsyncEngine, pool: ArqRedis, horizon: timedelta) -> int:
+async def sweep(db: Database, pool: ArqRedis, horizon: timedelta) -> int:
     """Enqueue every due delivery whose job is missing; returns how many were queued."""
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         rows = await due(conn, horizon)
     return await enqueue_rows(pool, rows)

@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 from arq.connections import RedisSettings
 
+from dispatcher.errors import Unavailable
+
 # sun_path is 108 bytes on Linux, 104 on the BSDs, including the NUL; redis truncates silently.
 _MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
 _PING = b"*1\r\n$4\r\nPING\r\n"
@@ -40,7 +42,7 @@ _SHUTDOWN = b"*1\r\n$8\r\nSHUTDOWN\r\n"
 _POLL = 0.01
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(Unavailable):
     """The embedded redis-server is missing, would not start, or does not answer."""
 
 
@@ -100,9 +102,12 @@ class EmbeddedRedis:
             self._forget()  # our server died under us: start or attach like anyone else
             if len(os.fsencode(self.socket_path)) > _MAX_SOCKET_PATH:
                 raise EmbeddedRedisError(f"socket path too long for AF_UNIX: {self.socket_path}")
-            self.server_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self._flock(self.start_timeout + 5, required=True):
-                self._attach_or_start()
+            try:
+                self.server_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with self._flock(self.start_timeout + 5, required=True):
+                    self._attach_or_start()
+            except OSError as exc:
+                raise EmbeddedRedisError(f"cannot run Redis in {self.server_dir}: {exc}") from exc
             return self.url
 
     def stop(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -10,32 +9,33 @@ from aiohttp import web
 
 from dispatcher.dispatch import queue
 from dispatcher.errors import InputError, PermissionDenied
-from dispatcher.http.app import DEPS, actor, json_body
+from dispatcher.http.auth import authenticated
+from dispatcher.http.deps import DEPS
 from dispatcher.http.openapi import openapi_document
+from dispatcher.http.responses import json_response
 from dispatcher.items import queries, workflow
 from dispatcher.rules.intake import parse_json
+from dispatcher.rules.permissions import Actor, require
 
 PREFIX = "/api/v1"
-
-
-def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, ensure_ascii=False),
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 def _item_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def _item_response(request: web.Request, item_id: int, status: int = 200) -> web.Response:
-    who = await actor(request)
-    async with request.app[DEPS].engine.connect() as conn:
+async def json_body(request: web.Request) -> bytes:
+    """The raw body of a JSON request (size-limited by the app), or a 415 problem."""
+    kind = request.content_type
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise web.HTTPUnsupportedMediaType(text="send the item as application/json")
+    return await request.read()
+
+
+async def _item_response(
+    request: web.Request, who: Actor, item_id: int, status: int = 200
+) -> web.Response:
+    async with request.app[DEPS].db.connect() as conn:
         body = await queries.item_json(conn, who, item_id)
     headers = {"Location": f"{PREFIX}/items/{item_id}"} if status == 201 else None
     return json_response(body, status, headers)
@@ -49,14 +49,14 @@ async def get_openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
-async def post_item(request: web.Request) -> web.Response:
+@authenticated
+async def post_item(request: web.Request, who: Actor) -> web.Response:
     deps = request.app[DEPS]
-    who = await actor(request)
-    workflow.require(who, "submit")
+    require(who, "submit")
     data = parse_json(await json_body(request))
     key = request.headers.get("Idempotency-Key")
-    item_id, created = await workflow.submit(deps.engine, deps.rules, who, data, key)
-    response = await _item_response(request, item_id, 201 if created else 200)
+    item_id, created = await workflow.submit(deps.db, deps.rules, who, data, key)
+    response = await _item_response(request, who, item_id, 201 if created else 200)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -65,37 +65,39 @@ async def post_item(request: web.Request) -> web.Response:
 async def _enqueue(request: web.Request, item_id: int) -> None:
     deps = request.app[DEPS]
     if deps.queue is not None:
-        async with deps.engine.connect() as conn:
+        async with deps.db.connect() as conn:
             rows = await queue.item_deliveries_due(conn, item_id)
         await queue.enqueue_rows(deps.queue, rows)
 
 
-async def approve_item(request: web.Request) -> web.Response:
-    await workflow.approve(request.app[DEPS].engine, await actor(request), _item_id(request))
+@authenticated
+async def approve_item(request: web.Request, who: Actor) -> web.Response:
+    await workflow.approve(request.app[DEPS].db, who, _item_id(request))
     await _enqueue(request, _item_id(request))
-    return await _item_response(request, _item_id(request))
+    return await _item_response(request, who, _item_id(request))
 
 
-async def post_revision(request: web.Request) -> web.Response:
+@authenticated
+async def post_revision(request: web.Request, who: Actor) -> web.Response:
     deps = request.app[DEPS]
-    who = await actor(request)
-    workflow.require(who, "revise")
+    require(who, "revise")
     data = parse_json(await json_body(request))
-    await workflow.revise(deps.engine, deps.rules, who, _item_id(request), data)
-    return await _item_response(request, _item_id(request), 201)
+    await workflow.revise(deps.db, deps.rules, who, _item_id(request), data)
+    return await _item_response(request, who, _item_id(request), 201)
 
 
-async def withdraw_item(request: web.Request) -> web.Response:
-    who = await actor(request)
-    workflow.require(who, "withdraw")
+@authenticated
+async def withdraw_item(request: web.Request, who: Actor) -> web.Response:
+    require(who, "withdraw")
     data = parse_json(await json_body(request))
-    await workflow.withdraw(request.app[DEPS].engine, who, _item_id(request), data)
+    await workflow.withdraw(request.app[DEPS].db, who, _item_id(request), data)
     await _enqueue(request, _item_id(request))
-    return await _item_response(request, _item_id(request))
+    return await _item_response(request, who, _item_id(request))
 
 
-async def get_item(request: web.Request) -> web.Response:
-    return await _item_response(request, _item_id(request))
+@authenticated
+async def get_item(request: web.Request, who: Actor) -> web.Response:
+    return await _item_response(request, who, _item_id(request))
 
 
 def _list_query(request: web.Request) -> queries.ListQuery:
@@ -122,13 +124,13 @@ def _list_query(request: web.Request) -> queries.ListQuery:
     )
 
 
-async def list_items(request: web.Request) -> web.Response:
-    who = await actor(request)
+@authenticated
+async def list_items(request: web.Request, who: Actor) -> web.Response:
     agency = request.query.get("agency")
     if agency is not None and agency != who.agency_code:
         raise PermissionDenied("a token sees only its own agency's items")
     query = _list_query(request)
-    async with request.app[DEPS].engine.connect() as conn:
+    async with request.app[DEPS].db.connect() as conn:
         page, cursor = await queries.list_items(conn, who, query)
     body: dict[str, Any] = {"items": page, "next_cursor": cursor}
     if cursor is not None:

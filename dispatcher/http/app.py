@@ -1,72 +1,27 @@
-"""The aiohttp application: resources, error mapping to RFC 9457 problem details, auth.
+"""The aiohttp application: its resources, its routes, and errors as RFC 9457 problem details.
 
-One place owns resources (`cleanup_ctx`): the database engine and the intake rules. Routes live in
-`api_items.py`; this module is what every future route (site, dashboard, console) plugs into.
+One place owns resources (`cleanup_ctx`): the database and the Redis pool; the rules are built
+when the app is, so a bad catalogue or calendar file stops it before it serves. Every route
+module adds its routes here; this is what future ones (the console) plug into.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from arq.connections import ArqRedis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatcher.dispatch import queue as queues
 from dispatcher.errors import GongkaiError
-from dispatcher.items import accounts
-from dispatcher.rules.calendar import WorkCalendar
-from dispatcher.rules.catalogue import default_catalogue
-from dispatcher.rules.intake import Rules
+from dispatcher.http import api_deliveries, api_items, probes, public, search_page
+from dispatcher.http.deps import DEPS, Deps
+from dispatcher.http.responses import problem
+from dispatcher.rules.rulebook import Rules, build_rules
 from dispatcher.settings import Settings
-from dispatcher.storage.db import create_engine
+from dispatcher.storage.db import Database
 
 log = logging.getLogger(__name__)
-PROBLEM_TYPE = "application/problem+json"
-
-
-@dataclass(frozen=True)
-class Deps:
-    settings: Settings
-    engine: AsyncEngine
-    rules: Rules
-    queue: ArqRedis | None  # None: no Redis configured here; the sweeper enqueues instead
-
-
-DEPS = web.AppKey("deps", Deps)
-
-
-def build_rules(settings: Settings) -> Rules:
-    calendar = WorkCalendar.from_file(settings.calendar.overrides or None)
-    return Rules(default_catalogue(), calendar, settings.channels.enabled)
-
-
-def problem(
-    status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None, **extra: Any
-) -> web.Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    body["detail"] = detail
-    if errors:
-        body["errors"] = [
-            {"field": path, "pointer": _pointer(path), "detail": message}
-            for path, message in errors
-        ]
-    return web.Response(
-        status=status,
-        text=json.dumps(body, ensure_ascii=False),
-        content_type=PROBLEM_TYPE,
-        headers=extra.get("headers"),
-    )
-
-
-def _pointer(path: str) -> str:
-    """`fields.candidates[0].name` -> `#/fields/candidates/0/name` (RFC 6901 in a fragment)."""
-    parts = path.replace("[", ".").replace("]", "").split(".")
-    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts if p)
-
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,6 +32,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except GongkaiError as exc:
+        if exc.status >= 500:  # not the client's doing: logged; a 503 says what is missing
+            log.error("%s %s: %s", request.method, request.path, exc.detail)
+        if exc.status == 500:
+            return problem(500, exc.title, "the server failed; the error was logged")
         return problem(exc.status, exc.title, exc.detail, exc.errors)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -95,55 +54,32 @@ def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate")}
 
 
-async def actor(request: web.Request) -> accounts.Actor:
-    """The token's actor, or a 401 problem."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        async with request.app[DEPS].engine.connect() as conn:
-            found = await accounts.authenticate(conn, token.strip())
-        if found is not None:
-            return found
-    raise web.HTTPUnauthorized(
-        text="a valid bearer token is required (Authorization: Bearer gk_…)",
-        headers={"WWW-Authenticate": 'Bearer realm="gongkai"'},
-    )
-
-
-async def json_body(request: web.Request) -> bytes:
-    """The raw body of a JSON request (size-limited by the app), or a 415 problem."""
-    if request.content_type not in ("application/json",) and not request.content_type.endswith(
-        "+json"
-    ):
-        raise web.HTTPUnsupportedMediaType(text="send the item as application/json")
-    return await request.read()
-
-
 def create_app(
-    settings: Settings, engine: AsyncEngine | None = None, redis_url: str | None = None
+    settings: Settings,
+    db: Database | None = None,
+    redis_url: str | None = None,
+    rules: Rules | None = None,
 ) -> web.Application:
-    """The web app. Pass `engine` to share one (tests); otherwise it is made and disposed here.
+    """The web app. Pass `db` to share one (tests); otherwise it is opened and disposed here.
 
     With `redis_url`, approvals, withdrawals and retries enqueue their deliveries at once;
     without, they wait for the sweeper.
     """
-    from dispatcher.dispatch import queue as queues
-    from dispatcher.http import api_deliveries, api_items, probes, public, search_page
-
+    rules = rules or build_rules(settings)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[problems_middleware]
     )
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        own = engine is None
-        eng = create_engine(settings.database_url) if engine is None else engine
+        own = db is None
+        database = Database(settings.database_url) if db is None else db
         pool = queues.connect_lazily(redis_url) if redis_url else None
-        app[DEPS] = Deps(settings, eng, build_rules(settings), pool)
+        app[DEPS] = Deps(settings, database, rules, pool)
         yield
         if pool is not None:
             await pool.aclose()
         if own:
-            await eng.dispose()
+            await database.dispose()
 
     app.cleanup_ctx.append(resources)
     api_items.add_routes(app)

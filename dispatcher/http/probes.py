@@ -19,9 +19,10 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.dispatch import queue
-from dispatcher.http.api_items import json_response
-from dispatcher.http.app import DEPS
-from dispatcher.storage.models import PUBLISHED, TAKEN_DOWN, deliveries
+from dispatcher.http.deps import DEPS
+from dispatcher.http.responses import json_response
+from dispatcher.rules.states import DeliveryStatus
+from dispatcher.storage.models import deliveries
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
@@ -35,7 +36,7 @@ async def readyz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     checks: dict[str, str] = {}
     try:
-        async with deps.engine.connect() as conn:
+        async with deps.db.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:
@@ -64,7 +65,9 @@ async def _latency(conn: AsyncConnection) -> tuple[list[tuple[str, float]], floa
     columns += [sa.func.sum(sa.case((seconds <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
     row = (
         await conn.execute(
-            sa.select(*columns).where(deliveries.c.status.in_((PUBLISHED, TAKEN_DOWN)))
+            sa.select(*columns).where(
+                deliveries.c.status.in_((DeliveryStatus.PUBLISHED, DeliveryStatus.WITHDRAWN))
+            )
         )
     ).one()
     count, total = int(row[0]), float(row[1])
@@ -87,7 +90,7 @@ async def metrics(request: web.Request) -> web.Response:
     by_state = GaugeMetricFamily(
         "gongkai_deliveries", "Deliveries by channel and state", labels=["channel", "state"]
     )
-    async with deps.engine.connect() as conn:
+    async with deps.db.connect() as conn:
         counts = await conn.execute(
             sa.select(deliveries.c.channel, deliveries.c.status, sa.func.count()).group_by(
                 deliveries.c.channel, deliveries.c.status

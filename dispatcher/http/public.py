@@ -14,7 +14,7 @@ from aiohttp import web
 
 from channels import paths
 from channels.site_pages import list_file
-from dispatcher.http.app import DEPS
+from dispatcher.http.deps import DEPS
 
 KINDS = "|".join(paths.KINDS)
 FEED_KINDS = "|".join(paths.FEED_KINDS)

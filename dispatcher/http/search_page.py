@@ -18,9 +18,9 @@ from channels import paths
 from channels.base import SHANGHAI
 from channels.site_pages import feed_links
 from channels.website import TEMPLATES_DIR, make_environment
-from dispatcher.http.app import DEPS
+from dispatcher.http.deps import DEPS
 from dispatcher.items import search
-from dispatcher.rules.catalogue import catalogue_labels
+from dispatcher.rules.catalogue import Catalogue
 
 SEARCH_TEMPLATES = web.AppKey("search_templates", jinja2.Environment)
 SUMMARY_CHARS = 160
@@ -41,8 +41,8 @@ def _date(at: datetime) -> str:
     return at.astimezone(SHANGHAI).date().isoformat()
 
 
-def _hit(root: str, hit: search.Hit) -> dict[str, str]:
-    labels = catalogue_labels(hit.domain, hit.category)
+def _hit(root: str, catalogue: Catalogue, hit: search.Hit) -> dict[str, str]:
+    labels = catalogue.labels(hit.domain, hit.category)
     topic = f"{labels['domain_name'] or hit.domain} / {labels['category_name'] or hit.category}"
     return {
         "url": f"{root}/items/{hit.item_id:d}.html",
@@ -78,7 +78,7 @@ async def search_page(request: web.Request) -> web.Response:
         "feeds": feed_links(("all", ""), both=True),  # autodiscovery, as on every page
     }
     if error is None and query and page is not None:
-        async with deps.engine.connect() as conn:
+        async with deps.db.connect() as conn:
             results = await search.search(conn, query, page)
         context.update(
             title=f"{query} - 搜索",
@@ -87,7 +87,7 @@ async def search_page(request: web.Request) -> web.Response:
             page=page,
             first=(page - 1) * search.PAGE_SIZE + 1,
             pages=results.pages,
-            hits=[_hit(root, hit) for hit in results.hits],
+            hits=[_hit(root, deps.rules.catalogue, hit) for hit in results.hits],
             prev_url=_link(root, query, page - 1) if page > 1 else None,
             next_url=_link(root, query, page + 1) if page < results.pages else None,
         )

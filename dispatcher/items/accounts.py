@@ -11,40 +11,20 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dispatcher.errors import AccountError
+from dispatcher.rules.codes import CREDIT_CODE, REGION_CODE
+from dispatcher.rules.permissions import ROLES, Actor
 from dispatcher.storage import ledger
-from dispatcher.storage.models import ROLES, agencies, tokens
+from dispatcher.storage.models import agencies, tokens
 
-# 统一社会信用代码: 18 characters from the national standard's alphabet (GB 32100-2015).
-CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-REGION_CODE = re.compile(r"^\d{6}$")
 _PREFIX = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,39}$")
 TOKEN_PREFIX = "gk_"  # noqa: S105 - a marker, not a secret
-
-
-class AccountError(ValueError):
-    """Bad agency or token input; nothing was written."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: an API token, or an operator at the command line (token_id None)."""
-
-    agency_code: str
-    role: str
-    holder: str
-    token_id: int | None = None
-
-    @property
-    def label(self) -> str:
-        via = f"token:{self.token_id}" if self.token_id is not None else "cli"
-        return f"{self.holder} ({self.role}, {via})"
 
 
 def hash_token(token: str) -> str:

@@ -13,25 +13,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import SHANGHAI
+from channels import FIRST_PLATFORM
 from dispatcher.errors import InputError, NotFound
-from dispatcher.items.accounts import Actor
-from dispatcher.items.workflow import require
-from dispatcher.storage.models import ITEM_STATES, PUBLISHED, deliveries, item_versions, items
+from dispatcher.rules.deadlines import on_time
+from dispatcher.rules.permissions import Actor, require
+from dispatcher.rules.states import ITEM_STATES, Action, DeliveryStatus
+from dispatcher.storage.models import VERSION_CONTENT, deliveries, item_versions, items
 
 MAX_PAGE = 200
-FIRST_PLATFORM = "website"  # 第一平台: its publication time is the one the deadlines are kept by
 _VERSION_META = ("kind", "status", "change_note", "changed_on", "submitted_at", "approved_at")
-_CONTENT = (
-    "title", "summary", "body_html", "formed_on", "decision", "approving_agency",
-    "implementing_agency", "project_code", "region", "document_number", "keywords", "validity",
-    "fields", "withheld", "channels", "publish_at", "late_reason", "deadline",
-    "deadline_provisional",
-)  # fmt: skip
-_DELIVERY = (
+# A delivery as the API shows it, within its item (`GET /items/{id}`); the deliveries list
+# adds which item version it carries.
+DELIVERY_FIELDS = (
     "id", "channel", "action", "status", "attempts", "next_attempt_at", "external_id", "url",
     "requested_at", "confirmed_at", "last_error",
 )  # fmt: skip
+_LISTED_DELIVERY = ("id", "item_id", "version", *DELIVERY_FIELDS[1:])
 
 
 def _json(value: Any) -> Any:
@@ -80,13 +77,13 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
     ).all()
     by_version: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        by_version.setdefault(row.version, []).append(_pick(row, _DELIVERY))
+        by_version.setdefault(row.version, []).append(_pick(row, DELIVERY_FIELDS))
     live = _first_platform(rows)
     out = _item_head(item)
-    out.update(_pick(versions[-1], _CONTENT))
+    out.update(_pick(versions[-1], VERSION_CONTENT))
     out["first_published_at"] = _json(min(live.values(), default=None))
     out["versions"] = [
-        {"version": v.version, **_pick(v, _VERSION_META), **_pick(v, _CONTENT),
+        {"version": v.version, **_pick(v, _VERSION_META), **_pick(v, VERSION_CONTENT),
          **_timeliness(v, live.get(v.version)), "deliveries": by_version.get(v.version, [])}
         for v in versions
     ]  # fmt: skip
@@ -98,17 +95,16 @@ def _first_platform(rows: Sequence[Any]) -> dict[int, datetime]:
     return {
         r.version: r.confirmed_at
         for r in rows
-        if r.channel == FIRST_PLATFORM and r.action == "publish" and r.status == PUBLISHED
+        if r.channel == FIRST_PLATFORM
+        and r.action == Action.PUBLISH
+        and r.status == DeliveryStatus.PUBLISHED
     }
 
 
 def _timeliness(version: Any, published_at: datetime | None) -> dict[str, Any]:
     """`published_at` (website) and `on_time`: published no later than the deadline, in
     Beijing time; None while unpublished."""
-    on_time = None
-    if published_at is not None and version.deadline is not None:
-        on_time = published_at.astimezone(SHANGHAI).date() <= version.deadline
-    return {"published_at": _json(published_at), "on_time": on_time}
+    return {"published_at": _json(published_at), "on_time": on_time(published_at, version.deadline)}
 
 
 @dataclass(frozen=True)
@@ -187,3 +183,40 @@ async def delivery_agency(conn: AsyncConnection, delivery_id: int) -> str:
     if agency is None:
         raise NotFound(f"no delivery {delivery_id}")
     return str(agency)
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    actor: Actor,
+    status: str | None,
+    channel: str | None,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the actor's agency's deliveries, newest first; returns (page, next cursor)."""
+    require(actor, "read")
+    if status is not None and status not in tuple(DeliveryStatus):
+        raise InputError([("status", f"one of {', '.join(DeliveryStatus)}")])
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError([("limit", f"between 1 and {MAX_PAGE}")])
+    stmt = (
+        sa.select(deliveries)
+        .join(items, items.c.id == deliveries.c.item_id)
+        .where(items.c.agency_code == actor.agency_code)
+        .order_by(deliveries.c.id.desc())
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(deliveries.c.status == status)
+    if channel is not None:
+        stmt = stmt.where(deliveries.c.channel == channel)
+    if cursor is not None:
+        stmt = stmt.where(deliveries.c.id < cursor)
+    rows = (await conn.execute(stmt)).all()
+    page = [delivery_json(r) for r in rows[:limit]]
+    return page, page[-1]["id"] if len(rows) > limit else None
+
+
+def delivery_json(row: Any) -> dict[str, Any]:
+    """A delivery row as the deliveries list shows it."""
+    return _pick(row, _LISTED_DELIVERY)

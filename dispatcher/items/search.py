@@ -22,17 +22,16 @@ scheduled version, or a revision still on its way, is not found until its page i
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels import FIRST_PLATFORM
+from dispatcher.rules.grams import index_rows, query_grams, terms_of
+from dispatcher.rules.states import DeliveryStatus, ItemStatus
 from dispatcher.storage.models import (
-    PUBLISHED,
-    WITHDRAWN,
     agencies,
     deliveries,
     item_versions,
@@ -44,82 +43,6 @@ from dispatcher.storage.models import (
 MAX_QUERY = 100  # characters of the raw query
 PAGE_SIZE = 20
 MAX_PAGE = 50  # deeper pages are refused: nobody reads them, crawlers would
-MAX_TOKEN = 40  # longer words are indexed and looked up by their first 40 characters
-_WEBSITE = "website"
-_CJK_RANGES = (
-    (0x2E80, 0x2FDF),  # radicals
-    (0x3007, 0x3007),  # 〇, as in 二〇二六年
-    (0x3040, 0x30FF),  # kana
-    (0x3100, 0x312F),  # bopomofo
-    (0x3400, 0x4DBF),  # extension A
-    (0x4E00, 0x9FFF),  # unified ideographs
-    (0xAC00, 0xD7AF),  # hangul
-    (0xF900, 0xFAFF),  # compatibility ideographs
-    (0x20000, 0x3FFFF),  # extensions B and later
-)
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return any(low <= code <= high for low, high in _CJK_RANGES)
-
-
-def normalize(text: str) -> str:
-    """NFKC, lowercase, every run of non-letters/digits one space (CJK characters kept)."""
-    out: list[str] = []
-    for ch in unicodedata.normalize("NFKC", text).lower():
-        out.append(ch if _is_cjk(ch) or ch.isalnum() else " ")
-    return " ".join("".join(out).split())
-
-
-def _runs(normal: str) -> list[tuple[bool, str]]:
-    """Split normalized text into (is CJK, run) pieces: CJK runs and words."""
-    runs: list[tuple[bool, str]] = []
-    for word in normal.split():
-        start = 0
-        for i in range(1, len(word) + 1):
-            if i == len(word) or _is_cjk(word[i]) != _is_cjk(word[start]):
-                runs.append((_is_cjk(word[start]), word[start:i]))
-                start = i
-    return runs
-
-
-def index_grams(text: str) -> set[str]:
-    """The grams stored for normalized `text`: CJK unigrams and bigrams, whole words."""
-    grams: set[str] = set()
-    for cjk, run in _runs(text):
-        if not cjk:
-            grams.add(run[:MAX_TOKEN])
-            continue
-        grams.update(run)
-        grams.update(run[i : i + 2] for i in range(len(run) - 1))
-    return grams
-
-
-def query_grams(term: str) -> set[str]:
-    """The grams a normalized query term needs: bigrams of CJK runs (a lone character), words."""
-    grams: set[str] = set()
-    for cjk, run in _runs(term):
-        if not cjk:
-            grams.add(run[:MAX_TOKEN])
-        elif len(run) == 1:
-            grams.add(run)
-        else:
-            grams.update(run[i : i + 2] for i in range(len(run) - 1))
-    return grams
-
-
-def document(title: str, summary: str) -> str:
-    """The normalized text of a version; a newline keeps phrases from spanning title and summary."""
-    return f"{normalize(title)}\n{normalize(summary)}"
-
-
-def index_rows(item_id: int, version: int, title: str, summary: str) -> tuple[dict[str, Any], ...]:
-    """The document row then one row per gram of a version (also used by the backfill migration)."""
-    text = document(title, summary)
-    ids = {"item_id": item_id, "version": version}
-    grams = sorted(set().union(*(index_grams(part) for part in text.split("\n"))))
-    return ({**ids, "text": text}, *({**ids, "gram": gram} for gram in grams))
 
 
 async def index_version(
@@ -160,11 +83,6 @@ class Results:
         return min(MAX_PAGE, -(-self.total // PAGE_SIZE))
 
 
-def terms_of(query: str) -> tuple[str, ...]:
-    """The normalized terms of a query (whitespace separates terms), duplicates dropped."""
-    return tuple(dict.fromkeys(t for t in (normalize(part) for part in query.split()) if t))
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -186,15 +104,15 @@ def _live(site: sa.FromClause, m: sa.Subquery) -> list[sa.ColumnElement[bool]]:
     newer = deliveries.alias("newer")
     return [
         site.c.action == "publish",
-        site.c.status == PUBLISHED,
+        site.c.status == DeliveryStatus.PUBLISHED,
         ~sa.exists().where(
             newer.c.item_id == m.c.item_id,
             newer.c.version > m.c.version,
-            newer.c.channel == _WEBSITE,
+            newer.c.channel == FIRST_PLATFORM,
             newer.c.action == "publish",
-            newer.c.status == PUBLISHED,
+            newer.c.status == DeliveryStatus.PUBLISHED,
         ),
-        items.c.status != WITHDRAWN,
+        items.c.status != ItemStatus.WITHDRAWN,
     ]
 
 
@@ -214,7 +132,7 @@ async def search(conn: AsyncConnection, query: str, page: int = 1) -> Results:
             sa.and_(
                 site.c.item_id == m.c.item_id,
                 site.c.version == m.c.version,
-                site.c.channel == _WEBSITE,
+                site.c.channel == FIRST_PLATFORM,
             ),
         )
     )

@@ -18,61 +18,31 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import SHANGHAI
 from dispatcher.errors import Conflict, InputError, NotFound, PermissionDenied
 from dispatcher.items import search
-from dispatcher.items.accounts import Actor
-from dispatcher.rules.intake import (
-    ItemIn,
-    RevisionIn,
-    Rules,
-    WithdrawIn,
-    check_item,
-    pydantic_errors,
-    today,
-)
+from dispatcher.rules.deadlines import today
+from dispatcher.rules.intake import ItemIn, RevisionIn, WithdrawIn, check_item, pydantic_errors
+from dispatcher.rules.permissions import Actor, require
+from dispatcher.rules.rulebook import Rules
+from dispatcher.rules.states import Action, ItemStatus, VersionKind
 from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS
 from dispatcher.storage import ledger, outbox
-from dispatcher.storage.db import transaction
+from dispatcher.storage.db import Database
 from dispatcher.storage.ledger import canonical_json
 from dispatcher.storage.models import (
-    APPROVED,
-    ORIGINAL,
-    REVISION,
-    SCHEDULED,
-    SUBMITTED,
-    SUPERSEDED,
-    WITHDRAWAL,
-    WITHDRAWN,
+    VERSION_CONTENT,
     agencies,
     index_counters,
     item_versions,
     items,
 )
 
-# Which roles may do what. Reading is open to every role of the item's own agency.
-PERMISSIONS = {
-    "submit": ("editor",),
-    "revise": ("editor",),
-    "approve": ("approver",),
-    "withdraw": ("approver",),
-    "read": ("editor", "approver", "auditor", "admin"),
-    "retry": ("editor", "approver"),
-}
 _CONTENT_KEYS = tuple(ItemIn.model_fields)
-
-
-def require(actor: Actor, action: str, agency_code: str | None = None) -> None:
-    """PermissionDenied unless the actor's role allows `action` on `agency_code`'s items."""
-    allowed = PERMISSIONS[action]
-    if actor.role not in allowed:
-        raise PermissionDenied(
-            f"{action} needs the {' or '.join(allowed)} role; yours is {actor.role}"
-        )
-    if agency_code is not None and agency_code != actor.agency_code:
-        raise PermissionDenied("this item belongs to another agency")
+# Versions a newer approved one supersedes: waiting for approval, approved or scheduled.
+_OPEN = (ItemStatus.SUBMITTED, ItemStatus.APPROVED, ItemStatus.SCHEDULED)
 
 
 def version_hash(values: dict[str, Any]) -> str:
@@ -86,7 +56,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 async def submit(
-    engine: AsyncEngine,
+    db: Database,
     rules: Rules,
     actor: Actor,
     data: dict[str, Any],
@@ -98,19 +68,19 @@ async def submit(
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 200:
             raise InputError([("Idempotency-Key", "must be 1 to 200 characters")])
-        existing = await _replay(engine, actor, idempotency_key, request_hash)
+        existing = await _replay(db, actor, idempotency_key, request_hash)
         if existing is not None:
             return existing, False
     draft = check_item(data, rules, actor.agency_code)
     now = datetime.now(UTC)
     try:
-        async with transaction(engine) as conn:
+        async with db.transaction() as conn:
             result = await conn.execute(
                 items.insert().values(
                     agency_code=actor.agency_code,
                     domain=data["domain"],
                     category=data["category"],
-                    status=SUBMITTED,
+                    status=ItemStatus.SUBMITTED,
                     latest_version=1,
                     idempotency_key=idempotency_key,
                     request_hash=request_hash,
@@ -119,21 +89,23 @@ async def submit(
                 )
             )
             item_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            event = await _insert_version(conn, item_id, 1, ORIGINAL, draft.values, actor, now)
+            event = await _insert_version(
+                conn, item_id, 1, VersionKind.ORIGINAL, draft.values, actor, now
+            )
             await ledger.append_many(conn, [event])
     except IntegrityError:
         # Lost a race with the same Idempotency-Key: the other request's item is the answer.
         if idempotency_key is None:
             raise
-        existing = await _replay(engine, actor, idempotency_key, request_hash)
+        existing = await _replay(db, actor, idempotency_key, request_hash)
         if existing is None:
             raise
         return existing, False
     return item_id, True
 
 
-async def _replay(engine: AsyncEngine, actor: Actor, key: str, request_hash: str) -> int | None:
-    async with engine.connect() as conn:
+async def _replay(db: Database, actor: Actor, key: str, request_hash: str) -> int | None:
+    async with db.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(items.c.id, items.c.request_hash).where(
@@ -156,7 +128,7 @@ async def _insert_version(
     values: dict[str, Any],
     actor: Actor,
     now: datetime,
-    status: str = SUBMITTED,
+    status: str = ItemStatus.SUBMITTED,
     change_note: str | None = None,
     changed_on: date | None = None,
 ) -> ledger.Event:
@@ -173,7 +145,7 @@ async def _insert_version(
         )
     )
     return ledger.Event(
-        f"item.{'submitted' if kind != WITHDRAWAL else 'withdrawn'}",
+        f"item.{'submitted' if kind != VersionKind.WITHDRAWAL else 'withdrawn'}",
         actor.label,
         item_id=item_id,
         version=version,
@@ -199,9 +171,9 @@ async def _lock_item(conn: AsyncConnection, actor: Actor, item_id: int, action: 
     return item
 
 
-async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
+async def approve(db: Database, actor: Actor, item_id: int) -> None:
     """Approve the item's pending version, assign its 索引号 and write its deliveries."""
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         item = await _lock_item(conn, actor, item_id, "approve")
         version = (
             await conn.execute(
@@ -211,18 +183,22 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
                 )
             )
         ).one()
-        if version.status != SUBMITTED:
+        if version.status != ItemStatus.SUBMITTED:
             raise Conflict(f"item {item_id} has no version awaiting approval (it is {item.status})")
         if version.submitted_by == actor.holder:
             raise PermissionDenied("先审后发: an approver cannot approve their own submission")
         now = datetime.now(UTC)
-        status = SCHEDULED if version.publish_at and version.publish_at > now else APPROVED
+        status = (
+            ItemStatus.SCHEDULED
+            if version.publish_at and version.publish_at > now
+            else ItemStatus.APPROVED
+        )
         won = await conn.execute(
             item_versions.update()
             .where(
                 item_versions.c.item_id == item_id,
                 item_versions.c.version == version.version,
-                item_versions.c.status == SUBMITTED,
+                item_versions.c.status == ItemStatus.SUBMITTED,
             )
             .values(status=status, approved_by=actor.holder, approved_at=now)
         )
@@ -246,7 +222,7 @@ async def approve(engine: AsyncEngine, actor: Actor, item_id: int) -> None:
         )
         start = max(version.publish_at or now, now)
         created = await outbox.write_deliveries(
-            conn, item_id, version.version, version.channels, "publish", start
+            conn, item_id, version.version, version.channels, Action.PUBLISH, start
         )
         await ledger.append_many(conn, [approved, *created])
 
@@ -279,14 +255,16 @@ async def _supersede_older(conn: AsyncConnection, item_id: int, version: int) ->
         .where(
             item_versions.c.item_id == item_id,
             item_versions.c.version < version,
-            item_versions.c.status.in_((SUBMITTED, APPROVED, SCHEDULED)),
+            item_versions.c.status.in_(
+                (ItemStatus.SUBMITTED, ItemStatus.APPROVED, ItemStatus.SCHEDULED)
+            ),
         )
-        .values(status=SUPERSEDED)
+        .values(status=ItemStatus.SUPERSEDED)
     )
 
 
 async def revise(
-    engine: AsyncEngine, rules: Rules, actor: Actor, item_id: int, data: dict[str, Any]
+    db: Database, rules: Rules, actor: Actor, item_id: int, data: dict[str, Any]
 ) -> None:
     """Submit a new version (变更); it needs approval, and its clock starts at its change date."""
     try:
@@ -294,9 +272,9 @@ async def revise(
     except ValidationError as exc:
         raise InputError(pydantic_errors(exc)) from None
     changed_on = revision.changed_on or today()
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         item = await _lock_item(conn, actor, item_id, "revise")
-        if item.status == WITHDRAWN:
+        if item.status == ItemStatus.WITHDRAWN:
             raise Conflict(f"item {item_id} is withdrawn; it cannot be revised")
         latest = await _version(conn, item_id, item.latest_version)
         if changed_on > today() or changed_on < latest.formed_on:
@@ -311,17 +289,19 @@ async def revise(
         new_version = item.latest_version + 1
         await conn.execute(
             item_versions.update()
-            .where(item_versions.c.item_id == item_id, item_versions.c.status == SUBMITTED)
-            .values(status=SUPERSEDED)
+            .where(
+                item_versions.c.item_id == item_id, item_versions.c.status == ItemStatus.SUBMITTED
+            )
+            .values(status=ItemStatus.SUPERSEDED)
         )
         event = await _insert_version(
-            conn, item_id, new_version, REVISION, draft.values, actor, now,
+            conn, item_id, new_version, VersionKind.REVISION, draft.values, actor, now,
             change_note=revision.change_note, changed_on=changed_on,
         )  # fmt: skip
         await conn.execute(
             items.update()
             .where(items.c.id == item_id)
-            .values(status=SUBMITTED, latest_version=new_version, updated_at=now)
+            .values(status=ItemStatus.SUBMITTED, latest_version=new_version, updated_at=now)
         )
         await ledger.append_many(conn, [event])
 
@@ -360,24 +340,24 @@ async def _version(conn: AsyncConnection, item_id: int, version: int) -> Any:
     ).one()
 
 
-async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[str, Any]) -> None:
+async def withdraw(db: Database, actor: Actor, item_id: int, data: dict[str, Any]) -> None:
     """Withdraw the item at once: a withdrawal version, and a takedown on every channel it is on."""
     try:
         reason = WithdrawIn.model_validate_json(json.dumps(data)).reason
     except ValidationError as exc:
         raise InputError(pydantic_errors(exc)) from None
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         item = await _lock_item(conn, actor, item_id, "withdraw")
-        if item.status == WITHDRAWN:
+        if item.status == ItemStatus.WITHDRAWN:
             raise Conflict(f"item {item_id} is already withdrawn")
         base = await _version(conn, item_id, item.live_version or item.latest_version)
-        values = {key: getattr(base, key) for key in _STORED_CONTENT}
+        values = {key: getattr(base, key) for key in VERSION_CONTENT}
         now = datetime.now(UTC)
         new_version = item.latest_version + 1
         await _supersede_older(conn, item_id, new_version)
         event = await _insert_version(
-            conn, item_id, new_version, WITHDRAWAL, values, actor, now,
-            status=APPROVED, change_note=reason, changed_on=today(),
+            conn, item_id, new_version, VersionKind.WITHDRAWAL, values, actor, now,
+            status=ItemStatus.APPROVED, change_note=reason, changed_on=today(),
         )  # fmt: skip
         await conn.execute(
             item_versions.update()
@@ -387,19 +367,11 @@ async def withdraw(engine: AsyncEngine, actor: Actor, item_id: int, data: dict[s
         await conn.execute(
             items.update()
             .where(items.c.id == item_id)
-            .values(status=WITHDRAWN, latest_version=new_version, updated_at=now)
+            .values(status=ItemStatus.WITHDRAWN, latest_version=new_version, updated_at=now)
         )
         takedowns = []
         if item.live_version is not None:
             takedowns = await outbox.write_deliveries(
-                conn, item_id, new_version, base.channels, "withdraw", now
+                conn, item_id, new_version, base.channels, Action.WITHDRAW, now
             )
         await ledger.append_many(conn, [event, *takedowns])
-
-
-_STORED_CONTENT = (
-    "title", "summary", "body_html", "fields", "withheld", "formed_on", "decision",
-    "approving_agency", "implementing_agency", "project_code", "region", "document_number",
-    "keywords", "validity", "channels", "publish_at", "late_reason", "deadline",
-    "deadline_provisional",
-)  # fmt: skip

@@ -12,13 +12,12 @@ import json
 from importlib import resources
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from dispatcher.errors import Conflict
-from dispatcher.http.app import build_rules
+from dispatcher.errors import Conflict, InputError
 from dispatcher.items import accounts, workflow
+from dispatcher.rules.permissions import Actor, publishing_agency
+from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
-from dispatcher.storage.db import create_engine, migrate, transaction
+from dispatcher.storage.db import Database, migrate
 
 AGENCIES = (
     ("11990100MB0000001A", "示范市住房和城乡建设局", "990100"),
@@ -36,29 +35,26 @@ def demo_items() -> list[dict[str, Any]]:
     return items
 
 
-def _publisher(item: dict[str, Any], rules: Any) -> str:
-    category = rules.catalogue.category(item["domain"], item["category"])
-    key = "approving_agency" if category.publisher == "approver" else "implementing_agency"
-    return str(item[key])
-
-
-async def load_demo(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+async def load_demo(db: Database, settings: Settings) -> dict[str, Any]:
     """Register the sample agencies, submit and approve the sample items; return a summary."""
     rules = build_rules(settings)
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         for code, name, region in AGENCIES:
             if await accounts.get_agency(conn, code) is None:
                 await accounts.add_agency(conn, code, name, region)
     summary: dict[str, Any] = {"items": [], "tokens": {}}
     for n, item in enumerate(demo_items(), start=1):
-        agency = _publisher(item, rules)
-        editor = accounts.Actor(agency, "editor", EDITOR)
-        item_id, _ = await workflow.submit(engine, rules, editor, item, f"demo-{n}")
+        category = rules.catalogue.category(item["domain"], item["category"])
+        agency = publishing_agency(category, item) if category else None
+        if agency is None:
+            raise InputError([(f"demo_items[{n - 1}]", "names no catalogue category or publisher")])
+        editor = Actor(agency, "editor", EDITOR)
+        item_id, _ = await workflow.submit(db, rules, editor, item, f"demo-{n}")
         with contextlib.suppress(Conflict):  # approved on an earlier run
-            await workflow.approve(engine, accounts.Actor(agency, "approver", APPROVER), item_id)
+            await workflow.approve(db, Actor(agency, "approver", APPROVER), item_id)
         summary["items"].append((item_id, item["title"]))
     first = AGENCIES[3][0]
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         for role in ("editor", "approver", "auditor"):
             holder = EDITOR if role == "editor" else APPROVER if role == "approver" else "演示审计"
             summary["tokens"][role] = await accounts.create_token(conn, first, role, holder)
@@ -92,12 +88,12 @@ def _banner(settings: Settings, summary: dict[str, Any]) -> str:
 
 async def run_demo(settings: Settings, serve_after: bool = True) -> None:
     settings.check_channels()
-    engine = create_engine(settings.database_url)
+    db = Database(settings.database_url)
     try:
-        await migrate(engine)
-        summary = await load_demo(engine, settings)
+        await migrate(db)
+        summary = await load_demo(db, settings)
     finally:
-        await engine.dispose()
+        await db.dispose()
     banner = _banner(settings, summary)
     if not serve_after:
         print(banner, flush=True)

@@ -7,8 +7,9 @@ import signal
 
 from aiohttp import web
 
-from dispatcher.dispatch.worker import build_worker, redis_for, stop_worker
+from dispatcher.dispatch.worker import build_worker, redis_for
 from dispatcher.http.app import create_app
+from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
 
 
@@ -19,12 +20,14 @@ async def serve(settings: Settings, banner: str = "", with_worker: bool = True) 
     process of the same data directory runs) and stops it on the way out if it started it.
     """
     settings.check_channels()
+    rules = build_rules(settings)  # a bad catalogue or calendar stops it before Redis starts
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with redis_for(settings) as redis_url:
-        runner = web.AppRunner(create_app(settings, redis_url=redis_url), access_log=None)
+        app = create_app(settings, redis_url=redis_url, rules=rules)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         worker = build_worker(settings, redis_url, handle_signals=False) if with_worker else None
         worker_task = asyncio.create_task(worker.async_run()) if worker else None
@@ -41,5 +44,5 @@ async def serve(settings: Settings, banner: str = "", with_worker: bool = True) 
                 worker_task.result()  # the worker died: surface why
         finally:
             if worker is not None:
-                await stop_worker(worker, worker_task)
+                await worker.stop(worker_task)
             await runner.cleanup()

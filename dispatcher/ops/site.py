@@ -1,9 +1,10 @@
 """`gongkai site rebuild`: regenerate the website from the database (the ledger's source).
 
-Every website delivery that went live (published, or a withdrawal taken down) is replayed in the
-order it went live, through the channel's `rebuild`, so the result is what publishing them one by
-one would have written. Rows are read in pages of `BATCH` by keyset, from a worker thread that
-asks the event loop for the next page: memory stays flat whatever the archive size.
+Every delivery to the first platform that went live (published, or a withdrawal taken down) is
+replayed in the order it went live, through the channel's `rebuild` (`RebuildableChannel`), so
+the result is what publishing them one by one would have written. Rows are read in pages of
+`BATCH` by keyset, from a worker thread that asks the event loop for the next page: memory stays
+flat whatever the archive size.
 """
 
 from __future__ import annotations
@@ -15,39 +16,43 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from channels.base import ChannelContext, Publication
-from channels.website import WebsiteChannel, website_factory
+import channels
+from channels.base import Publication, RebuildableChannel
+from dispatcher.dispatch.channels import build_channel
 from dispatcher.dispatch.deliveries import DELIVERY_CONTENT, publication
-from dispatcher.dispatch.worker import channel_settings
+from dispatcher.errors import ConfigurationError, SettingsError
+from dispatcher.rules.catalogue import Catalogue
+from dispatcher.rules.states import Action, DeliveryStatus
 from dispatcher.settings import Settings
-from dispatcher.storage.models import PUBLISHED, TAKEN_DOWN, deliveries
+from dispatcher.storage.db import Database
+from dispatcher.storage.models import deliveries
 
 BATCH = 500
-CHANNEL = "website"
+CHANNEL = channels.FIRST_PLATFORM
 
 
-def website(settings: Settings) -> WebsiteChannel:
-    """The website channel as the worker builds it."""
-    ctx = ChannelContext(
-        name=CHANNEL,
-        settings=channel_settings(settings, CHANNEL),
-        session=None,
-        data_dir=str(settings.data_path),
+def website(settings: Settings, catalogue: Catalogue) -> RebuildableChannel:
+    """The first platform's channel as the worker builds it, able to rebuild."""
+    enabled = build_channel(settings, catalogue, channels.REGISTRY, CHANNEL, session=None)
+    if enabled.rebuilder is None:
+        raise SettingsError(f"channel {CHANNEL!r} cannot rebuild what it holds")
+    return enabled.rebuilder
+
+
+async def _page(db: Database, after: tuple[datetime, int] | None, batch: int) -> list[Any]:
+    live = sa.or_(
+        sa.and_(
+            deliveries.c.action == Action.PUBLISH,
+            deliveries.c.status == DeliveryStatus.PUBLISHED,
+        ),
+        sa.and_(
+            deliveries.c.action == Action.WITHDRAW,
+            deliveries.c.status == DeliveryStatus.WITHDRAWN,
+        ),
     )
-    return website_factory(ctx)
-
-
-async def _page(engine: AsyncEngine, after: tuple[datetime, int] | None, batch: int) -> list[Any]:
     query = (
-        DELIVERY_CONTENT.where(
-            deliveries.c.channel == CHANNEL,
-            sa.or_(
-                sa.and_(deliveries.c.action == "publish", deliveries.c.status == PUBLISHED),
-                sa.and_(deliveries.c.action == "withdraw", deliveries.c.status == TAKEN_DOWN),
-            ),
-        )
+        DELIVERY_CONTENT.where(deliveries.c.channel == CHANNEL, live)
         .order_by(deliveries.c.confirmed_at, deliveries.c.id)
         .limit(batch)
     )
@@ -59,26 +64,33 @@ async def _page(engine: AsyncEngine, after: tuple[datetime, int] | None, batch: 
                 sa.and_(deliveries.c.confirmed_at == at, deliveries.c.id > last),
             )
         )
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         return list(await conn.execute(query))
 
 
-async def rebuild(engine: AsyncEngine, settings: Settings, batch: int = BATCH) -> int:
+async def rebuild(
+    db: Database, settings: Settings, catalogue: Catalogue, batch: int = BATCH
+) -> int:
     """Regenerate the site from every live website delivery; returns how many were replayed."""
-    channel = website(settings)
+    channel = website(settings, catalogue)
     loop = asyncio.get_running_loop()
 
     def publications() -> Iterator[Publication]:
         after: tuple[datetime, int] | None = None
         while True:
-            rows = asyncio.run_coroutine_threadsafe(_page(engine, after, batch), loop).result()
+            rows = asyncio.run_coroutine_threadsafe(_page(db, after, batch), loop).result()
             for row in rows:
-                yield publication(row)
+                yield publication(row, catalogue)
             if len(rows) < batch:
                 return
             after = (rows[-1].confirmed_at, rows[-1].id)
 
-    return await asyncio.to_thread(channel.rebuild, publications())
+    try:
+        return await asyncio.to_thread(channel.rebuild, publications())
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write the site under {site_path(settings)}: {exc}"
+        ) from exc
 
 
 def site_path(settings: Settings) -> Path:

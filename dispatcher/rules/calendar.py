@@ -28,10 +28,12 @@ from datetime import date, timedelta
 
 import chinese_calendar
 
+from dispatcher.errors import ConfigurationError
+
 MAX_DAYS = 366
+PROBE_AHEAD = 30  # known_years() looks this many years past the current one
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR_RE = re.compile(r"[0-9]{4}")
-_PROBE_YEARS = range(1900, date.today().year + 30)  # window searched by known_years() only
 _ONE_DAY = timedelta(days=1)
 
 
@@ -51,7 +53,7 @@ class Deadline:
         }
 
 
-class CalendarError(ValueError):
+class CalendarError(ConfigurationError):
     """An override file is unreadable or inconsistent."""
 
 
@@ -130,7 +132,7 @@ class WorkCalendar:
     def known_years(self) -> list[int]:
         """Years with real schedule data (overrides plus ``chinese_calendar``), ascending."""
         years = set(self._overrides)
-        years.update(y for y in _PROBE_YEARS if _library_has(y))
+        years.update(y for y in range(1900, date.today().year + PROBE_AHEAD) if _library_has(y))
         return sorted(years)
 
     def deadline(self, start: date, days: int) -> Deadline:

@@ -10,13 +10,12 @@ object against its category and reports `(path, message)` pairs such as
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -25,11 +24,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-CHANNELS = ("website", "feeds", "wechat", "media")
+import channels
+from dispatcher.errors import ConfigurationError
+from dispatcher.rules.deadlines import ADMINISTRATIVE_DECISION_DAYS, working_days
+
 FIELD_TYPES = ("string", "text", "integer", "decimal", "date", "boolean", "table")
 SCALAR_TYPES = FIELD_TYPES[:-1]
-# 条例第二十六条 / 双公示: permit and penalty decisions go out within 7 working days.
-ADMIN_DECISION_DAYS = 7
 PUBLISHER_LABELS = {"approver": "审批部门公开", "implementer": "实施主体公开"}
 
 MAX_STRING = 500
@@ -43,7 +43,7 @@ Key = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 Name = Annotated[str, Field(min_length=1)]
 
 
-class CatalogueError(ValueError):
+class CatalogueError(ConfigurationError):
     """A catalogue file is invalid; the message names the file and the JSON path of each problem."""
 
     def __init__(self, source: str, problems: Iterable[tuple[str, str]]) -> None:
@@ -77,6 +77,18 @@ class Category:
     description: str
     fields: tuple[FieldSpec, ...]
 
+    def working_days(self, decision: str | None) -> int:
+        """The working days an item of this category has (7 at most for a permit or penalty)."""
+        return working_days(self.deadline_days, decision)
+
+    def field_labels(self) -> Mapping[str, str]:
+        """Field and column names, flattened: `candidates` and `candidates.rank`."""
+        labels: dict[str, str] = {}
+        for spec in self.fields:
+            labels[spec.key] = spec.name
+            labels.update({f"{spec.key}.{col.key}": col.name for col in spec.columns})
+        return MappingProxyType(labels)
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -95,6 +107,9 @@ class Catalogue:
     cross_domain: Mapping[str, Category]
     withholding_bases: Mapping[str, str]
     version: int = 1
+    _labels: dict[tuple[str, str], Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def category(self, domain: str, key: str) -> Category | None:
         """The category `key` under `domain`, or None if either is unknown."""
@@ -102,6 +117,41 @@ class Catalogue:
         if d is None:
             return None
         return d.categories.get(key) or self.cross_domain.get(key)
+
+    def labels(self, domain: str, category: str) -> Mapping[str, Any]:
+        """The Chinese names a channel shows for an item of `domain`/`category`.
+
+        Keys match `Publication`'s label fields. Unknown keys give empty labels, so a channel
+        falls back to the keys. Computed once per pair (a claim asks for every delivery).
+        """
+        found = self._labels.get((domain, category))
+        if found is None:
+            d = self.domains.get(domain)
+            c = self.category(domain, category)
+            found = MappingProxyType(
+                {
+                    "domain_name": d.name if d else "",
+                    "category_name": c.name if c else "",
+                    "stage": c.stage if c else 0,
+                    "field_labels": c.field_labels() if c else MappingProxyType({}),
+                }
+            )
+            self._labels[(domain, category)] = found
+        return found
+
+    def outline(self) -> list[dict[str, Any]]:
+        """The domains with their categories in process order: what the website's home and
+        project pages show (handed to the channels in their settings)."""
+        return [
+            {
+                "key": d.key,
+                "name": d.name,
+                "categories": [
+                    {"key": c.key, "name": c.name, "stage": c.stage} for c in d.categories.values()
+                ],
+            }
+            for d in self.domains.values()
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """The catalogue as served by GET /api/v1/catalogue."""
@@ -126,7 +176,10 @@ def _field_json(f: FieldSpec) -> dict[str, Any]:
 
 
 def _category_json(c: Category) -> dict[str, Any]:
-    deadline = {"working_days": c.deadline_days, "administrative_decisions": ADMIN_DECISION_DAYS}
+    deadline = {
+        "working_days": c.deadline_days,
+        "administrative_decisions": ADMINISTRATIVE_DECISION_DAYS,
+    }
     head = {"key": c.key, "name": c.name, "stage": c.stage, "publisher": c.publisher}
     return head | {
         "deadline": deadline,
@@ -157,7 +210,7 @@ class _CategoryModel(_Strict):
     stage: int = Field(ge=1)
     publisher: Literal["approver", "implementer"]
     deadline_days: int = Field(ge=1, le=20)
-    default_channels: list[Literal["website", "feeds", "wechat", "media"]] = Field(min_length=1)
+    default_channels: list[Key] = Field(min_length=1)
     description: str = ""
     fields: list[_FieldModel] = []
 
@@ -205,21 +258,27 @@ def _check_fields(fields: list[_FieldModel], path: str, *, in_table: bool) -> li
     return problems
 
 
-def _check_category(c: _CategoryModel, path: str) -> list[tuple[str, str]]:
+def _check_category(c: _CategoryModel, path: str, kinds: Collection[str]) -> list[tuple[str, str]]:
     problems = []
-    if "website" not in c.default_channels:
-        problems.append((f"{path}.default_channels", "must include 'website' (the first platform)"))
+    where = f"{path}.default_channels"
+    for i, kind in enumerate(c.default_channels):
+        if kind not in kinds:
+            problems.append(
+                (f"{where}[{i}]", f"unknown channel {kind!r} (one of: {', '.join(kinds)})")
+            )
+    if channels.FIRST_PLATFORM not in c.default_channels:
+        problems.append((where, f"must include {channels.FIRST_PLATFORM!r} (the first platform)"))
     if len(set(c.default_channels)) != len(c.default_channels):
-        problems.append((f"{path}.default_channels", "duplicate channel"))
+        problems.append((where, "duplicate channel"))
     return problems + _check_fields(c.fields, f"{path}.fields", in_table=False)
 
 
-def _check_file(m: _FileModel) -> list[tuple[str, str]]:
+def _check_file(m: _FileModel, kinds: Collection[str]) -> list[tuple[str, str]]:
     problems = _duplicates((d.key for d in m.domains), "$.domains")
     problems += _duplicates((c.key for c in m.cross_domain), "$.cross_domain")
     cross_keys = {c.key for c in m.cross_domain}
     for i, c in enumerate(m.cross_domain):
-        problems += _check_category(c, f"$.cross_domain[{i}]")
+        problems += _check_category(c, f"$.cross_domain[{i}]", kinds)
     for i, d in enumerate(m.domains):
         path = f"$.domains[{i}].categories"
         problems += _duplicates((c.key for c in d.categories), path)
@@ -228,7 +287,7 @@ def _check_file(m: _FileModel) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{path}[{j}].key", f"key {c.key!r} is also a cross-domain category")
                 )
-            problems += _check_category(c, f"{path}[{j}]")
+            problems += _check_category(c, f"{path}[{j}]", kinds)
     return problems
 
 
@@ -256,8 +315,14 @@ def _by_stage(cats: list[_CategoryModel], domain: str | None) -> Mapping[str, Ca
     return MappingProxyType({c.key: _build_category(c, domain) for c in ordered})
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
-    """Load and validate a catalogue file; None means the packaged `rules/catalogue.json`."""
+def load_catalogue(
+    path: str | os.PathLike[str] | None = None, channel_kinds: Collection[str] | None = None
+) -> Catalogue:
+    """Load and validate a catalogue file; None means the packaged `rules/catalogue.json`.
+
+    Default channels must be kinds of the channel registry (or of `channel_kinds`).
+    """
+    kinds = tuple(channels.REGISTRY) if channel_kinds is None else tuple(channel_kinds)
     src: Traversable = (
         resources.files("dispatcher.rules") / "catalogue.json" if path is None else Path(path)
     )
@@ -276,7 +341,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
         raise CatalogueError(str(src), [("$", msg)]) from e
     except (OSError, ValueError) as e:  # unreadable, not UTF-8, or a duplicate JSON key
         raise CatalogueError(str(src), [("$", str(e))]) from e
-    problems = _check_file(m)
+    problems = _check_file(m, kinds)
     if problems:
         raise CatalogueError(str(src), problems)
     domains = {d.key: Domain(d.key, d.name, _by_stage(d.categories, d.key)) for d in m.domains}
@@ -288,50 +353,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
     )
 
 
-@functools.cache
-def default_catalogue() -> Catalogue:
-    """The packaged catalogue, loaded once."""
-    return load_catalogue()
-
-
 # --- item field validation ---
-
-
-@functools.cache
-def catalogue_labels(domain: str, category: str) -> dict[str, Any]:
-    """The Chinese names a channel shows for an item of `domain`/`category` (packaged catalogue).
-
-    Keys match `Publication`'s label fields; field labels are flattened: `candidates` and
-    `candidates.rank`. Unknown keys give empty labels, so a channel falls back to the keys.
-    """
-    cat = default_catalogue()
-    d = cat.domains.get(domain)
-    c = cat.category(domain, category)
-    labels: dict[str, str] = {}
-    for spec in c.fields if c else ():
-        labels[spec.key] = spec.name
-        labels.update({f"{spec.key}.{col.key}": col.name for col in spec.columns})
-    return {
-        "domain_name": d.name if d else "",
-        "category_name": c.name if c else "",
-        "stage": c.stage if c else 0,
-        "field_labels": MappingProxyType(labels),
-    }
-
-
-def domain_outline() -> list[dict[str, Any]]:
-    """The six domains with their categories in process order: what the website's home and
-    project pages show (handed to the channel in its settings)."""
-    return [
-        {
-            "key": d.key,
-            "name": d.name,
-            "categories": [
-                {"key": c.key, "name": c.name, "stage": c.stage} for c in d.categories.values()
-            ],
-        }
-        for d in default_catalogue().domains.values()
-    ]
 
 
 def validate_fields(category: Category, fields: Mapping[str, Any]) -> list[tuple[str, str]]:

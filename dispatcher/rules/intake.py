@@ -10,27 +10,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Annotated, Any, Literal
 
 import nh3
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from channels.base import SHANGHAI
-from dispatcher.errors import FieldErrors, InputError, PermissionDenied
-from dispatcher.rules.calendar import WorkCalendar
-from dispatcher.rules.catalogue import Catalogue, Category, validate_fields
-from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, PathError, parse_path, remove_path
-
-ADMINISTRATIVE_DECISION_DAYS = 7
+from channels import FIRST_PLATFORM
+from channels.registry import split_name
+from dispatcher.errors import FieldErrors, InputError, PathError
+from dispatcher.rules.catalogue import Category, validate_fields
+from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, REGION_CODE_PATTERN
+from dispatcher.rules.deadlines import deadline_end, today
+from dispatcher.rules.permissions import check_publisher, publisher_field
+from dispatcher.rules.rulebook import Rules
+from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, parse_path, remove_path
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_NO_CONTROL)]
-CreditCode = Annotated[
-    str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-]
-# Project codes become part of public URLs (/projects/{code}/): keep them to a safe alphabet.
-ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+CreditCode = Annotated[str, StringConstraints(pattern=CREDIT_CODE_PATTERN)]
+ProjectCode = Annotated[str, StringConstraints(pattern=PROJECT_CODE_PATTERN)]
 
 _BODY_TAGS = {
     "p", "br", "h2", "h3", "h4", "h5", "h6", "strong", "b", "em", "i", "u", "s", "sub", "sup",
@@ -69,7 +68,7 @@ class ItemIn(BaseModel):
     approving_agency: CreditCode | None = None
     implementing_agency: CreditCode | None = None
     project_code: ProjectCode | None = None
-    region: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+    region: Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
     document_number: Annotated[Line, Field(max_length=200)] | None = None
     keywords: Annotated[
         list[Annotated[Line, Field(min_length=1, max_length=50)]], Field(max_length=20)
@@ -100,28 +99,12 @@ class WithdrawIn(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
-IntakeError = InputError
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What intake checks against: the catalogue, the calendar, the enabled channels."""
-
-    catalogue: Catalogue
-    calendar: WorkCalendar
-    enabled_channels: tuple[str, ...]
-
-
 @dataclass
 class Draft:
     """A validated item version, withheld parts removed, ready to store."""
 
     category: Category
     values: dict[str, Any] = field(default_factory=dict)
-
-
-def today() -> date:
-    return datetime.now(SHANGHAI).date()
 
 
 def pydantic_errors(exc: ValidationError) -> FieldErrors:
@@ -133,19 +116,19 @@ def pydantic_errors(exc: ValidationError) -> FieldErrors:
 
 
 def parse_json(raw: bytes | str) -> dict[str, Any]:
-    """Decode a JSON object, or raise IntakeError naming the problem."""
+    """Decode a JSON object, or raise InputError naming the problem."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise IntakeError([("(body)", f"not valid JSON: {exc}")]) from None
+        raise InputError([("(body)", f"not valid JSON: {exc}")]) from None
     if not isinstance(data, dict):
-        raise IntakeError([("(body)", "expected a JSON object")])
+        raise InputError([("(body)", "expected a JSON object")])
     return data
 
 
 def refuse_state_secret(data: dict[str, Any]) -> None:
     if data.get("secrecy") == "state_secret":
-        raise IntakeError([("secrecy", "state secrets are never published; nothing was stored")])
+        raise InputError([("secrecy", "state secrets are never published; nothing was stored")])
 
 
 def sanitize_body(html: str) -> str:
@@ -170,7 +153,7 @@ def check_item(
     try:
         item = ItemIn.model_validate_json(json.dumps(data))
     except ValidationError as exc:
-        raise IntakeError(pydantic_errors(exc)) from None
+        raise InputError(pydantic_errors(exc)) from None
     category = rules.catalogue.category(item.domain, item.category)
     errors: FieldErrors = []
     if item.domain not in rules.catalogue.domains:
@@ -186,8 +169,8 @@ def check_item(
     channels, channel_errors = _channels(item, category, rules)
     errors += channel_errors
     if errors or category is None:
-        raise IntakeError(errors)
-    _check_who_publishes(item, category, agency_code)
+        raise InputError(errors)
+    check_publisher(category, item.model_dump(), agency_code)
     values = _version_values(item, data, category, channels, rules, changed_on or item.formed_on)
     return Draft(category, values)
 
@@ -204,21 +187,11 @@ def _normalize_newlines(value: Any) -> Any:
 
 
 def _publisher_errors(item: ItemIn, category: Category) -> FieldErrors:
-    key = "approving_agency" if category.publisher == "approver" else "implementing_agency"
+    key = publisher_field(category)
     if getattr(item, key) is None:
-        body = "approving" if category.publisher == "approver" else "implementing"
+        body = key.removesuffix("_agency")
         return [(key, f"{category.name} is published by the {body} body: name it")]
     return []
-
-
-def _check_who_publishes(item: ItemIn, category: Category, agency_code: str) -> None:
-    key = "approving_agency" if category.publisher == "approver" else "implementing_agency"
-    if getattr(item, key) != agency_code:
-        raise PermissionDenied(
-            f"谁批准谁公开、谁实施谁公开: {category.name} must be submitted by the {key} "
-            f"named on the item, not by agency {agency_code}",
-            [(key, "is not your agency")],
-        )
 
 
 def _withheld_errors(item: ItemIn, data: dict[str, Any], rules: Rules) -> FieldErrors:
@@ -252,32 +225,18 @@ def _channels(
     item: ItemIn, category: Category | None, rules: Rules
 ) -> tuple[list[str], FieldErrors]:
     enabled = rules.enabled_channels
-    if item.channels is None:
-        defaults = category.default_channels if category else ("website",)
-        chosen = [
-            c for c in enabled if c in defaults or (c.startswith("media:") and "media" in defaults)
-        ]
-        return chosen, []
+    if item.channels is None:  # the category's kinds: "media" means every enabled outlet
+        defaults = category.default_channels if category else (FIRST_PLATFORM,)
+        return [c for c in enabled if split_name(c)[0] in defaults], []
     errors: FieldErrors = []
     for i, name in enumerate(item.channels):
         if name not in enabled:
             errors.append((f"channels[{i}]", f"channel {name!r} is not enabled here"))
-    if "website" not in item.channels:
+    if FIRST_PLATFORM not in item.channels:
         errors.append(("channels", "the government website (first platform) cannot be left out"))
     if len(set(item.channels)) != len(item.channels):
         errors.append(("channels", "a channel is listed twice"))
     return [c for c in enabled if c in item.channels], errors
-
-
-def deadline_days(category: Category, decision: str | None) -> int:
-    if decision is not None:
-        return min(category.deadline_days, ADMINISTRATIVE_DECISION_DAYS)
-    return category.deadline_days
-
-
-def deadline_end(day: date) -> datetime:
-    """The last instant of a deadline day, Asia/Shanghai."""
-    return datetime.combine(day + timedelta(days=1), time(), SHANGHAI)
 
 
 def _version_values(
@@ -317,14 +276,14 @@ def _version_values(
         "publish_at": item.publish_at,
         "late_reason": (item.late_reason or "").strip() or None,
     }
-    limit = rules.calendar.deadline(start, deadline_days(category, item.decision))
+    limit = rules.calendar.deadline(start, category.working_days(item.decision))
     values["deadline"], values["deadline_provisional"] = limit.date, limit.provisional
     if (
         item.publish_at is not None
         and item.publish_at > deadline_end(limit.date)
         and values["late_reason"] is None
     ):
-        raise IntakeError(
+        raise InputError(
             [("late_reason", f"publish_at is after the statutory deadline {limit.date}: "
                              "state the reason (it is recorded and the audit shows the item late)")]
         )  # fmt: skip

@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dispatcher.errors import PathError
+
 WITHHOLDABLE_ROOTS = ("fields", "summary", "body_html", "document_number", "keywords")
 _STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d{1,4})\]")
 
 Path = tuple[str | int, ...]
-
-
-class PathError(ValueError):
-    """The path is malformed or names nothing in the item."""
 
 
 def parse_path(text: str) -> Path:

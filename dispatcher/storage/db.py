@@ -1,28 +1,34 @@
-"""Database engines and migrations, for SQLite (embedded default) and PostgreSQL.
+"""The SQL database, SQLite (the embedded default) or PostgreSQL, and its migrations.
 
-SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` for every write transaction
-(`transaction()`), after queuing for the write lock across processes (`writer_lock`): two
+`Database` owns what a process needs of one database: an engine for reads, where write
+transactions run, and on SQLite the queue its writers wait in. Every write goes through
+`Database.transaction()`.
+
+SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` for every write transaction,
+after queuing for the write lock in this process and across processes (`writer_lock`): two
 writers take turns instead of failing half-way with "database is locked"; this is what makes
 "exactly one of two concurrent approvals succeeds" hold on SQLite as it does on PostgreSQL.
-Every write goes through `transaction()`.
+A file database's write transactions run on a second engine whose SQLite calls run on the event
+loop's thread (`sqlite_inline`); reads stay on aiosqlite's thread, so a long one never blocks
+the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from dispatcher.errors import DatabaseError, Unavailable
 from dispatcher.storage import sqlite_inline
 from dispatcher.storage.writer_lock import WriterLock
 
@@ -31,67 +37,89 @@ _WRITER = "gongkai_writer"
 SQLITE_TIMEOUT = 30.0  # seconds a writer waits for the write lock before giving up
 
 
-class DatabaseError(RuntimeError):
-    """The database URL cannot be used."""
-
-
-def create_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
-    """An async engine for `url` (sqlite+aiosqlite:// or postgresql+asyncpg://).
-
-    `pre_ping` tests each PostgreSQL connection when it leaves the pool: one more round trip
-    per transaction. The worker goes without, and retries a batch once whose connection turned
-    out to be dead (`jobs.WorkerDeps`). The pool hands out the most recently used connection
-    first, whose prepared statements are warm.
-
-    An SQLite file gets a twin engine for its write transactions (`transaction`), which runs
-    SQLite's calls on the event loop's thread (`sqlite_inline`); reads stay on aiosqlite's
-    thread, so a long one never blocks the loop. Disposing the engine disposes its twin.
-    """
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql" or parsed.drivername == "postgres":
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
+        raise DatabaseError(f"not a database URL: {url!r} ({exc})") from None
+    if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     if parsed.drivername == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         raise DatabaseError(f"unsupported database {parsed.drivername!r}: use SQLite or PostgreSQL")
-    if parsed.drivername.startswith("sqlite"):
-        return _sqlite_engines(parsed.database or "")
-    return create_async_engine(
-        parsed, pool_size=10, max_overflow=10, pool_pre_ping=pre_ping, pool_use_lifo=True
-    )
+    return parsed
 
 
-@dataclass(frozen=True)
-class _Writes:
-    """Where an SQLite engine's write transactions run, and the queue they wait in."""
+class Database:
+    """One database: `connect()` for reads, `transaction()` for writes, `dispose()` at the end.
 
-    engine: AsyncEngine
-    lock: WriterLock | asyncio.Lock
+    `pre_ping` tests each PostgreSQL connection when it leaves the pool: one more round trip
+    per transaction. The worker goes without, and retries a batch once whose connection turned
+    out to be dead (`dispatch.jobs`). The pool hands out the most recently used connection
+    first, whose prepared statements are warm.
+    """
 
+    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
+        parsed = _parse(url)
+        self.url = url
+        self._lock: WriterLock | asyncio.Lock | None = None
+        if parsed.drivername.startswith("postgresql"):
+            self.engine = create_async_engine(
+                parsed, pool_size=10, max_overflow=10, pool_pre_ping=pre_ping, pool_use_lifo=True
+            )
+            self._writer = self.engine
+            return
+        database = parsed.database or ""
+        self.engine = _sqlite_engine(database, inline=False)
+        if not database or database == ":memory:":  # one private database: no twin, no file lock
+            self._writer, self._lock = self.engine, asyncio.Lock()
+        else:
+            self._writer = _sqlite_engine(database, inline=True)
+            self._lock = WriterLock(f"{database}.writer-lock", SQLITE_TIMEOUT)
 
-_sqlite_writes: weakref.WeakKeyDictionary[Engine, _Writes] = weakref.WeakKeyDictionary()
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
 
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reading (on SQLite, never the writer's)."""
+        return self.engine.connect()
 
-def _sqlite_engines(database: str) -> AsyncEngine:
-    """The engine for reads, its writes registered in `_sqlite_writes`."""
-    reader = _sqlite_engine(database, inline=False)
-    if not database or database == ":memory:":  # one private database: no twin, no file lock
-        _sqlite_writes[reader.sync_engine] = _Writes(reader, asyncio.Lock())
-        return reader
-    writer = _sqlite_engine(database, inline=True)
-    lock = WriterLock(f"{database}.writer-lock", SQLITE_TIMEOUT)
-    _sqlite_writes[reader.sync_engine] = _Writes(writer, lock)
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on leaving, rolled back on an exception.
 
-    @event.listens_for(reader.sync_engine, "engine_disposed")
-    def _dispose_twin(_engine: Engine) -> None:
-        writer.sync_engine.dispose()  # runs inside AsyncEngine.dispose(), as that does
+        On SQLite it first queues for the write lock in this process and across processes,
+        so that SQLite's own lock is free whenever a writer asks for it; PostgreSQL needs no
+        such thing.
+        """
+        if self._lock is None:
+            async with self._writer.begin() as conn:
+                yield conn
+            return
+        async with self._lock, self._writer.connect() as conn:
+            conn.info[_WRITER] = True  # this dict outlives the checkout: always reset it
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(_WRITER, None)
 
-    return reader
+    async def dispose(self) -> None:
+        """Close every pooled connection (of both engines)."""
+        if self._writer is not self.engine:
+            await self._writer.dispose()
+        await self.engine.dispose()
 
 
 def _sqlite_engine(database: str, *, inline: bool) -> AsyncEngine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the directory of {database}: {exc}") from None
     url = f"sqlite+aiosqlite:///{database}"
     if inline:
         connect = sqlite_inline.creator(database, SQLITE_TIMEOUT)
@@ -114,32 +142,10 @@ def _sqlite_engine(database: str, *, inline: bool) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers (see `transaction`) take the write lock up front; readers never wait for it.
+        # Writers (see `Database.transaction`) take the write lock up front; readers never wait.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(_WRITER) else "BEGIN")
 
     return engine
-
-
-@asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """`engine.begin()`; on SQLite, on the engine's write twin after queuing for the write lock
-    in this process and across processes (`writer_lock`), so that SQLite's own lock is free
-    whenever a writer asks for it. PostgreSQL needs no such thing.
-    """
-    if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            yield conn
-        return
-    writes = _sqlite_writes.get(engine.sync_engine)
-    if writes is None:  # an engine not made by `create_engine`
-        writes = _sqlite_writes.setdefault(engine.sync_engine, _Writes(engine, asyncio.Lock()))
-    async with writes.lock, writes.engine.connect() as conn:
-        conn.info[_WRITER] = True  # this dict outlives the checkout: always reset it
-        try:
-            async with conn.begin():
-                yield conn
-        finally:
-            conn.info.pop(_WRITER, None)
 
 
 def _alembic_config() -> Config:
@@ -148,7 +154,7 @@ def _alembic_config() -> Config:
     return config
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+async def migrate(db: Database, revision: str = "head") -> None:
     """Bring the schema up to `revision` (Alembic), inside one transaction."""
 
     def run(connection: Any) -> None:
@@ -156,8 +162,20 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with transaction(engine) as conn:
+    async with db.transaction() as conn:
         await conn.run_sync(run)
+
+
+async def schema_revision(db: Database) -> str | None:
+    """The Alembic revision the database is at (None before the first migration); Unavailable
+    if the database cannot be reached."""
+    try:
+        async with db.connect() as conn:
+            return await current_revision(conn)
+    except (OSError, SQLAlchemyError) as exc:
+        where = make_url(db.url).render_as_string(hide_password=True)
+        reason = getattr(exc, "orig", None) or exc
+        raise Unavailable(f"cannot reach the database {where}: {reason}") from None
 
 
 async def current_revision(conn: AsyncConnection) -> str | None:

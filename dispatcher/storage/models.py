@@ -51,34 +51,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
-# Item and version states.
-SUBMITTED = "submitted"
-APPROVED = "approved"
-SCHEDULED = "scheduled"
-SUPERSEDED = "superseded"
-WITHDRAWN = "withdrawn"
-ITEM_STATES = (SUBMITTED, APPROVED, SCHEDULED, WITHDRAWN)
-
-# Version kinds.
-ORIGINAL = "original"
-REVISION = "revision"
-WITHDRAWAL = "withdrawal"
-
-# Delivery states. Intake writes `pending`; the dispatcher moves a row through `sending` (leased
-# by one worker), `confirming` (sent, not yet confirmed live) or `retrying`, to one final state.
-PENDING = "pending"
-SENDING = "sending"
-CONFIRMING = "confirming"
-RETRYING = "retrying"
-PUBLISHED = "published"  # a publish action confirmed live
-TAKEN_DOWN = "withdrawn"  # a withdraw action confirmed
-FAILED = "failed"
-SKIPPED = "skipped"  # superseded or withdrawn before it started; or nothing to take down
-DELIVERY_STATES = (PENDING, SENDING, CONFIRMING, RETRYING, PUBLISHED, TAKEN_DOWN, FAILED, SKIPPED)
-FINAL_STATES = (PUBLISHED, TAKEN_DOWN, FAILED, SKIPPED)
-
-ROLES = ("editor", "approver", "auditor", "admin")
-
 agencies = sa.Table(
     "agencies",
     metadata,
@@ -155,6 +127,15 @@ item_versions = sa.Table(
     sa.Column("approved_at", UTCDateTime()),
     sa.Index(None, "project_code"),
 )
+
+# A version's content: what intake stores, a withdrawal copies, and the API returns. Everything
+# else in `item_versions` is about the version (its kind, status, who, when, why).
+VERSION_CONTENT = (
+    "title", "summary", "body_html", "formed_on", "decision", "approving_agency",
+    "implementing_agency", "project_code", "region", "document_number", "keywords", "validity",
+    "fields", "withheld", "channels", "publish_at", "late_reason", "deadline",
+    "deadline_provisional",
+)  # fmt: skip
 
 index_counters = sa.Table(
     "index_counters",

@@ -11,8 +11,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dispatcher.rules.states import DeliveryStatus
 from dispatcher.storage import ledger
-from dispatcher.storage.models import PENDING, deliveries
+from dispatcher.storage.models import deliveries
 
 
 async def write_deliveries(
@@ -26,8 +27,9 @@ async def write_deliveries(
     """Insert one pending delivery per channel (the outbox); return their ledger events."""
     if not channels:
         return []
+    pending = DeliveryStatus.PENDING
     rows = [
-        {"item_id": item_id, "version": version, "channel": channel, "status": PENDING,
+        {"item_id": item_id, "version": version, "channel": channel, "status": pending,
          "action": action, "attempts": 0, "next_attempt_at": start, "steps": {},
          "requested_at": start, "updated_at": start}
         for channel in channels
@@ -46,7 +48,7 @@ async def write_deliveries(
             version=version,
             delivery_id=row.id,
             at=start,
-            data={"channel": row.channel, "action": action, "status": PENDING},
+            data={"channel": row.channel, "action": action, "status": DeliveryStatus.PENDING},
         )
         for row in inserted
     ]

@@ -20,8 +20,10 @@ import os
 import weakref
 from types import TracebackType
 
+from dispatcher.errors import Unavailable
 
-class WriterLockTimeout(TimeoutError):
+
+class WriterLockTimeout(Unavailable):
     """Another process held the database's write lock for longer than the timeout."""
 
 

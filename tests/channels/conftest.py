@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from channels.base import ChannelContext, Publication
-from dispatcher.rules.catalogue import catalogue_labels
+from tests.helpers import CATALOGUE
 
 BASE_URL = "https://gk.example.gov.cn"
 
@@ -66,7 +66,7 @@ def _publication(**overrides: Any) -> Publication:
     }  # fmt: skip
     values.update(overrides)
     if "domain_name" not in overrides:
-        values.update(catalogue_labels(values["domain"], values["category"]))
+        values.update(CATALOGUE.labels(values["domain"], values["category"]))
     return Publication(**values)
 
 

@@ -26,8 +26,8 @@ from channels.base import (
 from channels.files import map_errors
 from channels.site_fields import field_tables
 from channels.website import TEMPLATES_DIR, WebsiteChannel, website_factory
-from dispatcher.rules.catalogue import domain_outline
 from tests.channels.conftest import BASE_URL, Ctx, MakePub
+from tests.helpers import CATALOGUE
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def site(context: Ctx) -> Callable[..., ChannelContext]:
     """A website context with the catalogue's domains (as the worker passes them)."""
 
     def make(**settings: object) -> ChannelContext:
-        return context(domains=domain_outline(), **settings)
+        return context(domains=CATALOGUE.outline(), **settings)
 
     return make
 
@@ -205,7 +205,7 @@ async def test_home_page_is_the_disclosure_column(site: Ctx, make_pub: MakePub) 
     domains = re.findall(
         r'<li><a href="(/domains/\w+/)">(.*?)</a> <span class="count">（(\d+) 条）', home
     )
-    assert [name for _, name, _ in domains] == [d["name"] for d in domain_outline()]
+    assert [name for _, name, _ in domains] == [d["name"] for d in CATALOGUE.outline()]
     counts = {href: int(n) for href, _, n in domains}
     assert counts["/domains/bidding/"] == 3 and counts["/domains/procurement/"] == 1
     assert counts["/domains/housing/"] == 0

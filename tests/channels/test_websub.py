@@ -17,10 +17,11 @@ import pytest
 from channels import paths
 from channels.feeds import FeedsChannel, feeds_factory
 from channels.websub import Hub
-from dispatcher.dispatch.worker import channel_settings
+from dispatcher.dispatch.channels import channel_settings
 from dispatcher.settings import load_settings
 from tests.channels.conftest import BASE_URL, FEEDS, Ctx, MakePub
 from tests.fakes import FakeHub
+from tests.helpers import CATALOGUE
 
 
 def _topics(feeds: list[tuple[str | None, str | None]]) -> list[str]:
@@ -188,5 +189,5 @@ def test_the_hub_url_comes_from_the_site_settings() -> None:
     settings = load_settings(env={"GONGKAI_HUB_URL": "https://hub.example/"}, path=None)
 
     assert settings.site.hub_url == "https://hub.example/"
-    assert channel_settings(settings, "feeds")["hub_url"] == "https://hub.example/"
+    assert channel_settings(settings, CATALOGUE, "feeds")["hub_url"] == "https://hub.example/"
     assert load_settings(env={}).site.hub_url == ""

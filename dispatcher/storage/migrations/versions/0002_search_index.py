@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from dispatcher.items.search import index_rows
+from dispatcher.rules.grams import index_rows
 
 revision = "0002"
 down_revision = "0001"

@@ -1,0 +1,205 @@
+"""What each `gongkai` command does (`cli.py` parses the command line and reports errors).
+
+Commands that act on items from the command line act as a local operator: whoever can run this
+against the database is trusted like an admin, but the 先审后发 rule still holds — `--as` names
+the person, and nobody approves what they submitted themselves. Every failure is raised as a
+`GongkaiError`, which the CLI prints as `error: …`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from dispatcher.dispatch import deliveries, queue
+from dispatcher.dispatch.worker import redis_for, run_worker
+from dispatcher.errors import GongkaiError, InputError
+from dispatcher.items import accounts, queries, workflow
+from dispatcher.ops import demo, serve, site
+from dispatcher.rules.calendar import WorkCalendar, parse_date
+from dispatcher.rules.catalogue import format_catalogue, load_catalogue
+from dispatcher.rules.intake import parse_json
+from dispatcher.rules.permissions import Actor, publishing_agency
+from dispatcher.rules.rulebook import build_rules
+from dispatcher.settings import Settings
+from dispatcher.storage import ledger
+from dispatcher.storage.db import Database, migrate, schema_revision
+
+
+class CliError(GongkaiError):
+    """A message for the person at the command line; exit status 1."""
+
+
+def _out(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@asynccontextmanager
+async def _database(settings: Settings, *, migrated: bool = True) -> AsyncIterator[Database]:
+    """The configured database, disposed on the way out; it must have its schema unless told."""
+    db = Database(settings.database_url)
+    try:
+        if migrated and await schema_revision(db) is None:
+            raise CliError("the database has no schema yet: run `gongkai migrate` first")
+        yield db
+    finally:
+        await db.dispose()
+
+
+def _operator(agency: str, role: str, holder: str | None) -> Actor:
+    return Actor(agency, role, holder or f"cli:{getpass.getuser()}")
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings, migrated=False) as db:
+        await migrate(db)
+        print(f"database at revision {await schema_revision(db)}")
+    return 0
+
+
+async def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db, db.transaction() as conn:
+        await accounts.add_agency(conn, args.code, args.name, args.region, args.index_prefix)
+    print(f"agency {args.code.upper()} registered")
+    return 0
+
+
+async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db, db.transaction() as conn:
+        token = await accounts.create_token(conn, args.agency, args.role, args.holder)
+    print(token)
+    print(f"(a {args.role} token for {args.agency}; it is shown only this once)", file=sys.stderr)
+    return 0
+
+
+async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    rules = build_rules(settings)
+    try:
+        data = parse_json(Path(args.file).read_bytes())  # noqa: ASYNC240 - one small file
+    except OSError as exc:
+        raise CliError(f"{args.file}: {exc.strerror}") from None
+    category = rules.catalogue.category(str(data.get("domain")), str(data.get("category")))
+    if category is None:
+        raise InputError([("category", "unknown domain or category")])
+    agency = publishing_agency(category, data)
+    if agency is None:
+        raise InputError([("(publisher)", f"{category.name}: name the agency that publishes it")])
+    async with _database(settings) as db:
+        async with db.connect() as conn:
+            if await accounts.get_agency(conn, agency) is None:
+                raise CliError(f"agency {agency} is not registered (gongkai agency add)")
+        who = _operator(agency, "editor", args.as_)
+        item_id, _ = await workflow.submit(db, rules, who, data, args.idempotency_key)
+        async with db.connect() as conn:
+            _out(await queries.item_json(conn, who, item_id))
+    return 0
+
+
+async def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db:
+        async with db.connect() as conn:
+            agency = await queries.item_agency(conn, args.id)
+        who = _operator(agency, "approver", args.as_)
+        await workflow.approve(db, who, args.id)
+        async with db.connect() as conn:
+            _out(await queries.item_json(conn, who, args.id))
+    return 0
+
+
+async def cmd_catalogue(args: argparse.Namespace, settings: Settings) -> int:
+    catalogue = load_catalogue()
+    if args.json:
+        _out(catalogue.to_json())
+    else:
+        print(format_catalogue(catalogue))
+    return 0
+
+
+async def cmd_deadline(args: argparse.Namespace, settings: Settings) -> int:
+    calendar = WorkCalendar.from_file(settings.calendar.overrides or None)
+    try:
+        limit = calendar.deadline(parse_date(args.start), args.days)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(limit.to_json()))
+    else:
+        note = "  (provisional: no official calendar data)" if limit.provisional else ""
+        print(limit.date.isoformat() + note)
+    return 0
+
+
+async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db, db.connect() as conn:
+        report = await ledger.verify(conn)
+    if report.ok:
+        print(f"ledger intact: {report.checked} events verified")
+        return 0
+    print(
+        f"ledger BROKEN at event {report.broken_seq}: {report.problem} "
+        f"({report.checked} events before it verified)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings):
+        pass  # it must have its schema before anything starts
+    await serve.serve(settings, with_worker=not args.no_worker)
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings):
+        pass
+    await run_worker(settings)
+    return 0
+
+
+async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db:
+        async with db.connect() as conn:
+            agency = await queries.delivery_agency(conn, args.id)
+        who = _operator(agency, "approver", args.as_)
+        await deliveries.retry_by_hand(db, who, args.id)
+        async with db.connect() as conn:
+            rows = await queue.delivery_rows(conn, [args.id])
+    async with redis_for(settings) as url:
+        try:
+            pool = await queue.connect(url)
+        except (OSError, RedisError) as exc:  # the row is pending: a sweeper will queue it
+            print(f"delivery {args.id} is pending again; not queued now ({exc}): a worker's "
+                  "sweeper will queue it")  # fmt: skip
+            return 0
+        try:
+            queued = await queue.enqueue_rows(pool, rows)
+        finally:
+            await pool.aclose()
+    print(f"delivery {args.id} is pending again" + (" and queued" if queued else ""))
+    return 0
+
+
+async def cmd_site_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    rules = build_rules(settings)
+    async with _database(settings) as db:
+        started = time.perf_counter()
+        count = await site.rebuild(db, settings, rules.catalogue)
+    elapsed = time.perf_counter() - started
+    where = site.site_path(settings)
+    print(f"rebuilt {where} from {count} website publications in {elapsed:.1f} s")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    await demo.run_demo(settings, serve_after=not args.no_serve)
+    return 0

@@ -1,0 +1,28 @@
+"""The rules a process works by, built once from the settings and passed to whoever needs them:
+the catalogue, the working-day calendar (with the configured overrides) and the enabled
+channels. The web app, the worker, the CLI and the demo all start with `build_rules`, so a bad
+catalogue or calendar file stops each of them at start-up with the same message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatcher.rules.calendar import WorkCalendar
+from dispatcher.rules.catalogue import Catalogue, load_catalogue
+from dispatcher.settings import Settings
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What intake checks against and channels label with."""
+
+    catalogue: Catalogue
+    calendar: WorkCalendar
+    enabled_channels: tuple[str, ...]
+
+
+def build_rules(settings: Settings) -> Rules:
+    """The packaged catalogue, the calendar with `[calendar] overrides`, the enabled channels."""
+    calendar = WorkCalendar.from_file(settings.calendar.overrides or None)
+    return Rules(load_catalogue(), calendar, settings.channels.enabled)
