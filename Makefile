@@ -8,6 +8,7 @@ lint:
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports
 
 format:
 	ruff format .

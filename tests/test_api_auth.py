@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import event
 
+from dispatcher.storage.db import Database
 from tests.helpers import CENTER, OTHER, TokenFactory, bid_candidates
 
 Client = TestClient[Any, Any]
@@ -131,3 +133,29 @@ async def test_unknown_item_is_404_and_bad_transition_409(
     second = await client.post(url, headers=approver)
     assert second.status == 409
     assert second.content_type == "application/problem+json"
+
+
+async def test_each_request_looks_its_token_up_once(
+    client: Client, make_token: TokenFactory, db: Database
+) -> None:
+    editor = await make_token("editor", holder="编辑")
+    approver = await make_token("approver", holder="审核")
+    lookups: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM tokens" in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        created = await _submit(client, editor)
+        assert created.status == 201
+        item_id = (await created.json())["id"]
+        assert len(lookups) == 1
+        approved = await client.post(f"/api/v1/items/{item_id}/approve", headers=approver)
+        assert approved.status == 200
+        assert len(lookups) == 2
+        assert (await client.get(f"/api/v1/items/{item_id}", headers=editor)).status == 200
+        assert len(lookups) == 3
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)

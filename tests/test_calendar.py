@@ -13,12 +13,15 @@ The start day is never counted.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import chinese_calendar
 import pytest
 
+from dispatcher.rules import calendar
 from dispatcher.rules.calendar import (
     CalendarError,
     Deadline,
@@ -148,13 +151,51 @@ def test_far_future_and_far_past_are_provisional() -> None:
     assert deadline(D("2099-01-01"), 366).provisional
 
 
-def test_counting_is_fast_with_cache() -> None:
+@pytest.fixture
+def empty_library_cache() -> Iterator[None]:
+    """Forget every year's answer from chinese_calendar before and after the test."""
+    calendar._library_has.cache_clear()
+    calendar._library_schedule.cache_clear()
+    yield
+    calendar._library_has.cache_clear()
+    calendar._library_schedule.cache_clear()
+
+
+def test_each_year_is_asked_of_the_library_once(
+    monkeypatch: pytest.MonkeyPatch, empty_library_cache: None
+) -> None:
+    asked_days: list[date] = []  # is_workday(day)
+    asked_ranges: list[tuple[date, date]] = []  # get_holidays(start, end, ...)
+    is_workday, get_holidays = chinese_calendar.is_workday, chinese_calendar.get_holidays
+
+    def counting_is_workday(day: date) -> bool:
+        asked_days.append(day)
+        return bool(is_workday(day))
+
+    def counting_get_holidays(start: date, end: date, *args: Any, **kwargs: Any) -> Any:
+        asked_ranges.append((start, end))
+        return get_holidays(start, end, *args, **kwargs)
+
+    monkeypatch.setattr(chinese_calendar, "is_workday", counting_is_workday)
+    monkeypatch.setattr(chinese_calendar, "get_holidays", counting_get_holidays)
     cal = WorkCalendar()
-    cal.deadline(D("2026-01-05"), 20)  # warm the per-year cache
-    began = time.perf_counter()
-    for offset in range(365):
-        cal.deadline(D("2026-01-01") + timedelta(days=offset), 20)
-    assert time.perf_counter() - began < 1.0
+    starts = [D("2026-01-01") + timedelta(days=offset) for offset in range(365)]
+
+    first = [cal.deadline(start, 20) for start in starts]
+    # Without the per-year cache every counted day would ask the library (365 x 20 and more).
+    # With it, building a year's schedule asks each of its weekend days once, plus one probe per
+    # year; the counts reach only 2026 and January 2027 (no data in chinese_calendar 1.11).
+    assert asked_days, "the counting wrappers were not called: does calendar.py still use them?"
+    assert len(asked_days) == len(set(asked_days)), "a day was asked of the library twice"
+    assert {day.year for day in asked_days} <= {2026, 2027}
+    assert len(asked_days) <= 2 * 366  # far fewer than 365 x 20
+    assert len(asked_ranges) == len(set(asked_ranges)), "a year's holidays were asked twice"
+    assert len(asked_ranges) <= 2
+    asked = (len(asked_days), len(asked_ranges))
+
+    again = [cal.deadline(start, 20) for start in starts]
+    assert (len(asked_days), len(asked_ranges)) == asked, "the second round asked the library"
+    assert again == first
 
 
 @pytest.mark.parametrize("days", [0, -1, 367])

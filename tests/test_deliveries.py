@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from channels.base import Receipt
 from dispatcher.dispatch.claims import Claim, Later
-from dispatcher.dispatch.deliveries import claim_many, settle_and_claim, settle_many
+from dispatcher.dispatch.deliveries import claim_many, save_steps, settle_and_claim, settle_many
 from dispatcher.dispatch.outcomes import failure_outcome, receipt_outcome
 from dispatcher.rules.rulebook import Rules
 from dispatcher.rules.states import DeliveryStatus
@@ -160,3 +160,27 @@ async def test_every_column_of_a_batch_of_outcomes_round_trips(
         )
         assert row.steps == {"media_id": f"m{claim.id}", "页": 1} and row.last_error is None
     assert found[ids[5]].status == "pending"  # not in the batch: untouched
+
+
+async def test_steps_are_saved_only_while_the_claim_holds_the_lease(
+    db: Database, rules: Rules, agencies: list[str]
+) -> None:
+    ids = await approved_deliveries(db, rules, 1)
+    [first] = await claim_many(db, ids[:1], 60, rules.catalogue)
+    assert isinstance(first, Claim)
+    assert await save_steps(db, first, {"media_id": "m-1"})
+    async with db.transaction() as conn:  # its worker stalled past the lease ...
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id == first.id).values(lease_until=past)
+        )
+    [again] = await claim_many(db, ids[:1], 60, rules.catalogue)  # ... another took over
+    assert isinstance(again, Claim) and again.publication.steps == {"media_id": "m-1"}
+    assert not await save_steps(db, first, {"media_id": "m-1", "draft_id": "stale"})
+    assert await save_steps(db, again, {"media_id": "m-1", "draft_id": "d-2"})
+    async with db.connect() as conn:
+        steps = (
+            await conn.execute(sa.select(deliveries.c.steps).where(deliveries.c.id == first.id))
+        ).scalar_one()
+        assert (await ledger.verify(conn)).ok
+    assert steps == {"media_id": "m-1", "draft_id": "d-2"}

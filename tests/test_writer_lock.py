@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,41 @@ def release(proc: subprocess.Popen[str]) -> None:
     proc.wait(10)
 
 
+PROC_LOCKS = Path("/proc/locks")
+WAIT = 10.0  # seconds any wait may take before the test fails
+needs_proc_locks = pytest.mark.skipif(
+    not PROC_LOCKS.exists(), reason="watches /proc/locks (Linux) to see a waiter blocked"
+)
+
+
+def blocked_on(path: Path) -> bool:
+    """Does the kernel list this process as waiting for an flock on ``path``?
+
+    A blocked request shows in /proc/locks as ``1: -> FLOCK  ADVISORY  WRITE <pid>
+    <maj>:<min>:<inode> 0 EOF``, under the lock that blocks it.
+    """
+    pid, inode = str(os.getpid()), str(os.stat(path).st_ino)
+    for line in PROC_LOCKS.read_text().splitlines():
+        fields = line.split()
+        if (
+            fields[1:3] == ["->", "FLOCK"]
+            and fields[5] == pid
+            and fields[6].rsplit(":", 1)[-1] == inode
+        ):
+            return True
+    return False
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Poll ``check`` while letting the event loop run; fail after ``WAIT`` seconds."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while not check():  # noqa: ASYNC110 - kernel state, no event to await
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {WAIT:g} s waiting until {what}") from None
+
+
 def free_elsewhere(path: Path) -> bool:
     """Could another process take the lock right now?"""
     fd = os.open(path, os.O_RDWR)
@@ -62,6 +97,7 @@ def free_elsewhere(path: Path) -> bool:
         os.close(fd)
 
 
+@needs_proc_locks
 async def test_waits_for_another_process_and_holds_the_lock_while_inside(
     tmp_path: Path, holder: subprocess.Popen[str]
 ) -> None:
@@ -74,8 +110,8 @@ async def test_waits_for_another_process_and_holds_the_lock_while_inside(
             await asyncio.sleep(0)
 
     task = asyncio.create_task(take())
-    done, _ = await asyncio.wait([task], timeout=0.3)
-    assert not done, "took the lock while another process held it"
+    await until(lambda: blocked_on(path), "our process waits in flock on the lock file")
+    assert not task.done(), "took the lock while another process held it"
     release(holder)
     await asyncio.wait_for(task, 10)
     assert free_elsewhere(path)
@@ -90,7 +126,7 @@ async def test_in_process_writers_take_turns(tmp_path: Path) -> None:
         async with lock:
             inside += 1
             most = max(most, inside)
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # the others run now and must queue, not enter
             inside -= 1
 
     await asyncio.gather(*(write() for _ in range(20)))
@@ -112,21 +148,24 @@ async def test_timeout_gives_a_clear_error_and_the_lock_recovers(
     assert free_elsewhere(path)
 
 
+@needs_proc_locks
 async def test_a_cancelled_waiter_lets_nobody_in_until_the_lock_came_back(
     tmp_path: Path, holder: subprocess.Popen[str]
 ) -> None:
     path = tmp_path / "db.writer-lock"
     lock = WriterLock(str(path), timeout=10)
     waiter = asyncio.create_task(lock.__aenter__())
-    await asyncio.sleep(0.1)
+    await until(lambda: blocked_on(path), "the waiter's thread waits in flock on the lock file")
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     second = asyncio.create_task(lock.__aenter__())
-    await asyncio.sleep(0.2)
-    assert not second.done(), "a second holder got in while the first thread still waited"
+    await asyncio.sleep(0)  # a yield: the second writer queues while the first thread waits
+    assert not second.done(), "a second holder got in while another process held the lock"
     release(holder)
     await asyncio.wait_for(second, 10)
+    # Had the second writer got in beside the cancelled waiter's thread, that thread would have
+    # given the lock back on taking it, under the second writer's feet.
     assert not free_elsewhere(path)
     await lock.__aexit__(None, None, None)
     assert free_elsewhere(path)

@@ -25,7 +25,7 @@ from dispatcher.dispatch import deliveries, outcomes, queue
 from dispatcher.dispatch.channels import Enabled
 from dispatcher.dispatch.claims import Claim, Later
 from dispatcher.rules.catalogue import Catalogue
-from dispatcher.rules.states import Action
+from dispatcher.rules.states import Action, DeliveryStatus
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
 
@@ -159,7 +159,7 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
     if enabled is None:
         reason = f"channel {claim.channel!r} is not enabled in this worker"
         await deps.record(outcomes.failure_outcome(claim, reason, None))
-        return "failed"
+        return str(DeliveryStatus.FAILED)
     deps.steps.in_flight[claim.key] = claim
     try:
         async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
@@ -170,7 +170,7 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
             )
     except PermanentError as exc:
         await deps.record(outcomes.failure_outcome(claim, f"permanent: {exc}", None))
-        return "failed"
+        return str(DeliveryStatus.FAILED)
     except Exception as exc:  # retryable, a timeout, or a channel bug: never lose the delivery
         if not isinstance(exc, RetryableError | TimeoutError):
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
@@ -182,7 +182,7 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
         return "lease lost"
     if receipt.pending:
         raise Retry(defer=receipt.check_after or outcomes.WAIT_FOR_ORDER)
-    return "published" if claim.action == Action.PUBLISH else "withdrawn"
+    return str(DeliveryStatus.live(claim.action))
 
 
 async def _call(enabled: Enabled, claim: Claim) -> Receipt:
@@ -201,7 +201,7 @@ async def _retry_or_fail(deps: WorkerDeps, claim: Claim, exc: Exception) -> str:
     if claim.attempt >= dispatch.max_attempts:
         final = f"{error} (gave up after {claim.attempt} attempts)"
         await deps.record(outcomes.failure_outcome(claim, final, None))
-        return "failed"
+        return str(DeliveryStatus.FAILED)
     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
     delay = backoff(claim.attempt, dispatch.retry_base, dispatch.retry_cap, retry_after)
     retry_at = datetime.now(UTC) + timedelta(seconds=delay)

@@ -13,6 +13,8 @@ from pydantic.json_schema import models_json_schema
 
 from dispatcher import __version__
 from dispatcher.rules.intake import ItemIn, RevisionIn, WithdrawIn
+from dispatcher.rules.permissions import PERMISSIONS, ROLES
+from dispatcher.rules.states import ITEM_STATES
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _ITEM_OK = {
@@ -31,11 +33,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _PROBLEM for code in codes}
 
 
-def _op(summary: str, role: str | None, ok: dict[str, Any], *codes: int, **more: Any) -> Any:
+def _op(summary: str, action: str | None, ok: dict[str, Any], *codes: int, **more: Any) -> Any:
+    """An operation; `action` names its permission (`rules.permissions`), None: no token."""
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*codes)}, **more}
-    if role is None:
+    if action is None:
         op["security"] = []
     else:
+        roles = PERMISSIONS[action]
+        role = "any" if set(roles) == set(ROLES) else " or ".join(roles)
         op["description"] = f"Role: {role}, of the item's own agency."
     return op
 
@@ -53,7 +58,7 @@ def openapi_document() -> dict[str, Any]:
         "required": ["id", "status", "deadline", "deadline_provisional", "versions"],
         "properties": {
             "id": {"type": "integer"},
-            "status": {"enum": ["submitted", "approved", "scheduled", "withdrawn"]},
+            "status": {"enum": list(ITEM_STATES)},
             "index_no": {"type": ["string", "null"], "description": "索引号, set on approval"},
             "deadline": {"type": "string", "format": "date"},
             "deadline_provisional": {"type": "boolean"},
@@ -111,7 +116,7 @@ def openapi_document() -> dict[str, Any]:
             "/items": {
                 "post": _op(
                     "Submit an item",
-                    "editor",
+                    "submit",
                     created,
                     401,
                     403,
@@ -123,7 +128,7 @@ def openapi_document() -> dict[str, Any]:
                 ),
                 "get": _op(
                     "List the agency's items, newest first (keyset pages)",
-                    "any",
+                    "read",
                     {"200": {"description": "items and next_cursor"}},
                     401,
                     403,
@@ -132,12 +137,12 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             "/items/{id}": {
-                "get": _op("One item", "any", {"200": _ITEM_OK}, 401, 403, 404, parameters=[_ID])
+                "get": _op("One item", "read", {"200": _ITEM_OK}, 401, 403, 404, parameters=[_ID])
             },
             "/items/{id}/approve": {
                 "post": _op(
                     "Approve the pending version",
-                    "approver",
+                    "approve",
                     {"200": _ITEM_OK},
                     401,
                     403,
@@ -149,7 +154,7 @@ def openapi_document() -> dict[str, Any]:
             "/items/{id}/revisions": {
                 "post": _op(
                     "Submit a revision (needs approval)",
-                    "editor",
+                    "revise",
                     {"201": _ITEM_OK},
                     401,
                     403,
@@ -163,7 +168,7 @@ def openapi_document() -> dict[str, Any]:
             "/items/{id}/withdraw": {
                 "post": _op(
                     "Withdraw the item everywhere",
-                    "approver",
+                    "withdraw",
                     {"200": _ITEM_OK},
                     401,
                     403,

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels import FIRST_PLATFORM
 from dispatcher.rules.grams import index_rows, query_grams, terms_of
-from dispatcher.rules.states import DeliveryStatus, ItemStatus
+from dispatcher.rules.states import Action, DeliveryStatus, ItemStatus
 from dispatcher.storage.models import (
     agencies,
     deliveries,
@@ -103,13 +103,13 @@ def _live(site: sa.FromClause, m: sa.Subquery) -> list[sa.ColumnElement[bool]]:
     """`site` is a confirmed website publication of the match, and no newer one exists."""
     newer = deliveries.alias("newer")
     return [
-        site.c.action == "publish",
+        site.c.action == Action.PUBLISH,
         site.c.status == DeliveryStatus.PUBLISHED,
         ~sa.exists().where(
             newer.c.item_id == m.c.item_id,
             newer.c.version > m.c.version,
             newer.c.channel == FIRST_PLATFORM,
-            newer.c.action == "publish",
+            newer.c.action == Action.PUBLISH,
             newer.c.status == DeliveryStatus.PUBLISHED,
         ),
         items.c.status != ItemStatus.WITHDRAWN,

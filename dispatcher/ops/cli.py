@@ -26,8 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default: ./gongkai.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+    names: list[str] = []  # every command, "agency add" included: parser.get_default("commands")
+
+    def add(
+        name: str, func: Command, help: str, parent: Any = sub, group: str = ""
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        if func is not _group_help:
+            names.append(f"{group} {name}".strip())
         p.set_defaults(func=func)
         return p
 
@@ -50,14 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true")
 
     agency = add("agency", _group_help, "manage agencies").add_subparsers(required=True)
-    a = add("add", commands.cmd_agency_add, "register an agency", agency)
+    a = add("add", commands.cmd_agency_add, "register an agency", agency, "agency")
     a.add_argument("--code", required=True, help="统一社会信用代码 (18 characters)")
     a.add_argument("--name", required=True)
     a.add_argument("--region", required=True, help="6-digit administrative division code")
     a.add_argument("--index-prefix", help="索引号 prefix (default: the code)")
 
     token = add("token", _group_help, "manage API tokens").add_subparsers(required=True)
-    t = add("create", commands.cmd_token_create, "create a token (printed once)", token)
+    t = add("create", commands.cmd_token_create, "create a token (printed once)", token, "token")
     t.add_argument("--agency", required=True)
     t.add_argument("--role", required=True, choices=[str(role) for role in ROLES])
     t.add_argument("--holder", help="the person holding it (for the self-approval rule)")
@@ -71,9 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--as", dest="as_", metavar="NAME", help="who is approving")
 
     led = add("ledger", _group_help, "the hash-chained ledger").add_subparsers(required=True)
-    add("verify", commands.cmd_ledger_verify, "check the chain; name the first broken event", led)
+    add(
+        "verify",
+        commands.cmd_ledger_verify,
+        "check the chain; name the first broken event",
+        led,
+        "ledger",
+    )
     site = add("site", _group_help, "the public website").add_subparsers(required=True)
-    add("rebuild", commands.cmd_site_rebuild, "regenerate every page from the database", site)
+    add(
+        "rebuild",
+        commands.cmd_site_rebuild,
+        "regenerate every page from the database",
+        site,
+        "site",
+    )
+    parser.set_defaults(commands=tuple(names))
     return parser
 
 

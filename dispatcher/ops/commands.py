@@ -30,6 +30,7 @@ from dispatcher.rules.catalogue import format_catalogue, load_catalogue
 from dispatcher.rules.intake import parse_json
 from dispatcher.rules.permissions import Actor, publishing_agency
 from dispatcher.rules.rulebook import build_rules
+from dispatcher.rules.states import Role
 from dispatcher.settings import Settings
 from dispatcher.storage import ledger
 from dispatcher.storage.db import Database, migrate, schema_revision
@@ -45,10 +46,11 @@ def _out(data: Any) -> None:
 
 @asynccontextmanager
 async def _database(settings: Settings, *, migrated: bool = True) -> AsyncIterator[Database]:
-    """The configured database, disposed on the way out; it must have its schema unless told."""
+    """The configured database, reachable, disposed on the way out; it must have its schema
+    unless told otherwise."""
     db = Database(settings.database_url)
     try:
-        if migrated and await schema_revision(db) is None:
+        if await schema_revision(db) is None and migrated:
             raise CliError("the database has no schema yet: run `gongkai migrate` first")
         yield db
     finally:
@@ -97,7 +99,7 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         async with db.connect() as conn:
             if await accounts.get_agency(conn, agency) is None:
                 raise CliError(f"agency {agency} is not registered (gongkai agency add)")
-        who = _operator(agency, "editor", args.as_)
+        who = _operator(agency, Role.EDITOR, args.as_)
         item_id, _ = await workflow.submit(db, rules, who, data, args.idempotency_key)
         async with db.connect() as conn:
             _out(await queries.item_json(conn, who, item_id))
@@ -108,7 +110,7 @@ async def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as db:
         async with db.connect() as conn:
             agency = await queries.item_agency(conn, args.id)
-        who = _operator(agency, "approver", args.as_)
+        who = _operator(agency, Role.APPROVER, args.as_)
         await workflow.approve(db, who, args.id)
         async with db.connect() as conn:
             _out(await queries.item_json(conn, who, args.id))
@@ -170,7 +172,7 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings) as db:
         async with db.connect() as conn:
             agency = await queries.delivery_agency(conn, args.id)
-        who = _operator(agency, "approver", args.as_)
+        who = _operator(agency, Role.APPROVER, args.as_)
         await deliveries.retry_by_hand(db, who, args.id)
         async with db.connect() as conn:
             rows = await queue.delivery_rows(conn, [args.id])

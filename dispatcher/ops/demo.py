@@ -15,7 +15,8 @@ from typing import Any
 from dispatcher.errors import Conflict, InputError
 from dispatcher.items import accounts, workflow
 from dispatcher.rules.permissions import Actor, publishing_agency
-from dispatcher.rules.rulebook import build_rules
+from dispatcher.rules.rulebook import Rules, build_rules
+from dispatcher.rules.states import Role
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database, migrate
 
@@ -35,9 +36,8 @@ def demo_items() -> list[dict[str, Any]]:
     return items
 
 
-async def load_demo(db: Database, settings: Settings) -> dict[str, Any]:
+async def load_demo(db: Database, rules: Rules) -> dict[str, Any]:
     """Register the sample agencies, submit and approve the sample items; return a summary."""
-    rules = build_rules(settings)
     async with db.transaction() as conn:
         for code, name, region in AGENCIES:
             if await accounts.get_agency(conn, code) is None:
@@ -48,15 +48,15 @@ async def load_demo(db: Database, settings: Settings) -> dict[str, Any]:
         agency = publishing_agency(category, item) if category else None
         if agency is None:
             raise InputError([(f"demo_items[{n - 1}]", "names no catalogue category or publisher")])
-        editor = Actor(agency, "editor", EDITOR)
+        editor = Actor(agency, Role.EDITOR, EDITOR)
         item_id, _ = await workflow.submit(db, rules, editor, item, f"demo-{n}")
         with contextlib.suppress(Conflict):  # approved on an earlier run
-            await workflow.approve(db, Actor(agency, "approver", APPROVER), item_id)
+            await workflow.approve(db, Actor(agency, Role.APPROVER, APPROVER), item_id)
         summary["items"].append((item_id, item["title"]))
     first = AGENCIES[3][0]
     async with db.transaction() as conn:
-        for role in ("editor", "approver", "auditor"):
-            holder = EDITOR if role == "editor" else APPROVER if role == "approver" else "演示审计"
+        holders = {Role.EDITOR: EDITOR, Role.APPROVER: APPROVER, Role.AUDITOR: "演示审计"}
+        for role, holder in holders.items():
             summary["tokens"][role] = await accounts.create_token(conn, first, role, holder)
     summary["agency"] = first
     return summary
@@ -88,10 +88,11 @@ def _banner(settings: Settings, summary: dict[str, Any]) -> str:
 
 async def run_demo(settings: Settings, serve_after: bool = True) -> None:
     settings.check_channels()
+    rules = build_rules(settings)  # a bad catalogue or calendar stops it before anything is written
     db = Database(settings.database_url)
     try:
         await migrate(db)
-        summary = await load_demo(db, settings)
+        summary = await load_demo(db, rules)
     finally:
         await db.dispose()
     banner = _banner(settings, summary)
