@@ -11,6 +11,8 @@ map_errors():`); only the dispatcher's job turns a `RetryableError` into an arq 
 imports nothing from `dispatcher/`: its settings, HTTP session, base URL or directory are handed
 to it by its factory. Publishing twice must not post twice: each channel is idempotent by
 construction (same path, same content) or passes `Publication.key` as the remote's idempotency key.
+What more a channel can do (confirm a pending receipt, save remote steps, rebuild) it declares in
+its registry entry (`channels/registry.py`) and implements through the protocols below.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dispatcher.errors import FieldErrors, InputError, PathError
 from dispatcher.rules.catalogue import Category, validate_fields
 from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, REGION_CODE_PATTERN
 from dispatcher.rules.deadlines import deadline_end, today
-from dispatcher.rules.permissions import check_publisher, publisher_field
+from dispatcher.rules.permissions import PUBLISHER_FIELDS, check_publisher, publisher_field
 from dispatcher.rules.rulebook import Rules
 from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, parse_path, remove_path
 
@@ -170,7 +170,8 @@ def check_item(
     errors += channel_errors
     if errors or category is None:
         raise InputError(errors)
-    check_publisher(category, item.model_dump(), agency_code)
+    named = {key: getattr(item, key) for key in PUBLISHER_FIELDS.values()}
+    check_publisher(category, named, agency_code)
     values = _version_values(item, data, category, channels, rules, changed_on or item.formed_on)
     return Draft(category, values)
 

@@ -10,9 +10,15 @@ through aiosqlite and 2 ms inline; approvals went from 43 to 71 per second.
 `connect` gives SQLAlchemy's aiosqlite dialect (via `async_creator`) a connection with
 aiosqlite's interface whose calls run at once on the calling thread. SQLite itself takes
 microseconds per statement here, and a writer never waits for the lock inside SQLite: it
-queues first (`writer_lock`), so the loop is not blocked for long. `db.create_engine` uses it
-for write transactions only: reads, some of them long (a ledger verification, a site
-rebuild, metrics), stay on aiosqlite, which keeps the loop free.
+queues first (`writer_lock`), so the loop is not blocked for long. `db.Database` uses it for
+write transactions only: reads, some of them long (a ledger verification, a site rebuild,
+metrics), stay on aiosqlite, which keeps the loop free.
+
+SQLAlchemy's adapter reaches into three private attributes of aiosqlite's connection (`_conn`,
+`_tx` to set the isolation level on aiosqlite's thread, `_connection` to see it is open), so
+these classes provide them too. `tests/test_sqlite_inline.py` compares what the adapter uses of
+aiosqlite with what is here and names anything missing; SQLAlchemy and aiosqlite are bounded at
+their next minor version in `pyproject.toml`.
 """
 
 from __future__ import annotations
