@@ -61,6 +61,18 @@ class Steps:
             raise RetryableError(f"delivery {key}: lease lost; another worker has taken it over")
         self.saved[key] = merged
 
+    def start(self, claim: Claim) -> None:
+        self.in_flight[claim.key] = claim
+        self.saved.pop(claim.key, None)
+
+    def done(self, claim: Claim) -> dict[str, Any] | None:
+        """Forget the attempt; the steps it saved. A newer attempt of the same delivery (after
+        this one's lease ran out) keeps its own."""
+        if self.in_flight.get(claim.key) is not claim:
+            return None
+        del self.in_flight[claim.key]
+        return self.saved.pop(claim.key, None)
+
 
 @dataclass
 class WorkerDeps:
@@ -160,7 +172,7 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
         reason = f"channel {claim.channel!r} is not enabled in this worker"
         await deps.record(outcomes.failure_outcome(claim, reason, None))
         return str(DeliveryStatus.FAILED)
-    deps.steps.in_flight[claim.key] = claim
+    deps.steps.start(claim)
     try:
         async with deps.limits[claim.channel], asyncio.timeout(dispatch.lease_seconds * 0.8):
             receipt = await _call(enabled, claim)
@@ -176,8 +188,7 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)
         return await _retry_or_fail(deps, claim, exc)
     finally:
-        deps.steps.in_flight.pop(claim.key, None)
-        saved = deps.steps.saved.pop(claim.key, None)
+        saved = deps.steps.done(claim)
     if not await deps.record(outcomes.receipt_outcome(claim, receipt, saved)):
         return "lease lost"
     if receipt.pending:
