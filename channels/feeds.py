@@ -331,5 +331,4 @@ SPEC = ChannelSpec(
     feeds_factory,
     # Deliveries within a window share one flush: more in flight makes bigger flushes.
     in_flight=32,
-    summary="RSS 2.0 and Atom 1.0 feeds, with WebSub pings",
 )

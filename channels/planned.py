@@ -32,9 +32,5 @@ class MediaSettings(BaseModel):
     secret: str = Field(default="", repr=False)
 
 
-WECHAT = ChannelSpec(
-    "wechat", None, WechatSettings, required=("appid", "secret"), summary="WeChat official account"
-)
-MEDIA = ChannelSpec(
-    "media", None, MediaSettings, required=("url", "secret"), named=True, summary="news outlet"
-)
+WECHAT = ChannelSpec("wechat", None, WechatSettings, required=("appid", "secret"))
+MEDIA = ChannelSpec("media", None, MediaSettings, required=("url", "secret"), named=True)

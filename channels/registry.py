@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,14 +49,35 @@ class ChannelSpec:
     named: bool = False  # one channel per configured name: "media:xinhua"
     in_flight: int | None = None  # default deliveries in flight per worker; None: the core's
     capabilities: frozenset[Capability] = frozenset()
-    summary: str = ""
+
+    @property
+    def _env_prefix(self) -> str:
+        return f"GONGKAI_{self.kind.upper()}_"
 
     def env_var(self, key: str, sub: str = "") -> str:
         """The environment variable that sets `key`: GONGKAI_WECHAT_APPID, GONGKAI_MEDIA_X_URL."""
-        middle = f"_{sub.upper()}" if sub else ""
-        return f"GONGKAI_{self.kind.upper()}{middle}_{key.upper()}"
+        middle = f"{sub.upper()}_" if sub else ""
+        return f"{self._env_prefix}{middle}{key.upper()}"
 
-    def section(self, sub: str = "") -> str:
+    def read_env(self, env: Mapping[str, str]) -> dict[str, Any]:
+        """The section's keys set by `env_var` variables; for a named channel, by name."""
+        keys = {key.upper(): key for key in self.settings.model_fields}
+        # NAME_KEY: the name is what comes before one of the model's keys (names may hold "_")
+        alternatives = "|".join(sorted(map(re.escape, keys), key=len, reverse=True))
+        named = re.compile(rf"^([A-Z][A-Z0-9_]*)_({alternatives})$")
+        found: dict[str, Any] = {}
+        for var, value in env.items():
+            rest = var.removeprefix(self._env_prefix)
+            if rest == var or not keys:
+                continue
+            if not self.named:
+                if rest in keys:
+                    found[keys[rest]] = value
+            elif match := named.match(rest):
+                found.setdefault(match[1].lower(), {})[keys[match[2]]] = value
+        return found
+
+    def section_name(self, sub: str = "") -> str:
         """The settings section's name: `[channels.wechat]`, `[channels.media.xinhua]`."""
         return f"[channels.{self.kind}{'.' + sub if sub else ''}]"
 
@@ -67,10 +89,8 @@ class ChannelSpec:
         name = f"{self.kind}:{sub}" if sub else self.kind
         envs = ", ".join(self.env_var(key, sub) for key in empty)
         verb = "is" if len(empty) == 1 else "are"
-        return (
-            f"channel {name!r} is enabled but {self.section(sub)} {'/'.join(empty)} {verb} not "
-            f"set ({envs})"
-        )
+        where = f"{self.section_name(sub)} {'/'.join(empty)}"
+        return f"channel {name!r} is enabled but {where} {verb} not set ({envs})"
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities

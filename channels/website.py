@@ -247,5 +247,4 @@ SPEC = ChannelSpec(
     # Concurrent deliveries are written together: more in flight makes bigger groups.
     in_flight=32,
     capabilities=frozenset({Capability.REBUILD}),
-    summary="the government website (第一平台): static pages",
 )

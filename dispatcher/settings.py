@@ -8,7 +8,6 @@ channel that is enabled but not configured is a `SettingsError` at start-up, nev
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -181,26 +180,6 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
-def _channel_env(spec: ChannelSpec, env: Mapping[str, str], section: dict[str, Any]) -> None:
-    """Set the keys of a channel's section from GONGKAI_{KIND}[_{NAME}]_{KEY} variables."""
-    keys = {key.upper(): key for key in spec.settings.model_fields}
-    prefix = f"GONGKAI_{spec.kind.upper()}_"
-    # NAME_KEY: the name is what comes before one of the model's keys (names may hold "_")
-    alternatives = "|".join(sorted(map(re.escape, keys), key=len, reverse=True))
-    named = re.compile(rf"^([A-Z][A-Z0-9_]*)_({alternatives})$") if spec.named and keys else None
-    for var, value in env.items():
-        if not var.startswith(prefix):
-            continue
-        rest = var[len(prefix) :]
-        if not spec.named:
-            if rest in keys:
-                section[keys[rest]] = value
-            continue
-        match = named.match(rest) if named else None
-        if match:
-            section.setdefault(match[1].lower(), {})[keys[match[2]]] = value
-
-
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     for var, (section, key) in _ENV_KEYS.items():
         if var in env:
@@ -209,15 +188,11 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     if "GONGKAI_CHANNELS" in env:
         sections["enabled"] = [c.strip() for c in env["GONGKAI_CHANNELS"].split(",") if c.strip()]
     for spec in channels.REGISTRY.values():
-        found: dict[str, Any] = {}
-        _channel_env(spec, env, found)
-        if found:
+        found = spec.read_env(env)
+        if found:  # over the file's section; a named channel's tables one level down
             section = sections.setdefault(spec.kind, {})
             for key, value in found.items():
-                if isinstance(value, dict):
-                    section.setdefault(key, {}).update(value)
-                else:
-                    section[key] = value
+                section[key] = {**section.get(key, {}), **value} if spec.named else value
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from tests.helpers import bid_candidates
 MISSING_CALENDAR = {"GONGKAI_CALENDAR_OVERRIDES": "/nonexistent/calendar.toml"}
 UNSUPPORTED_DB = {"DATABASE_URL": "mysql://root@127.0.0.1/test"}
 UNREACHABLE_DB = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"}
-NOT_A_URL = {"DATABASE_URL": "::not a url::"}
+NOT_A_URL = {"DATABASE_URL": "postgresql://user:s3cret@host:port/db"}
 BAD_PORT = {"GONGKAI_PORT": "eighty"}
 WECHAT_UNCONFIGURED = {"GONGKAI_CHANNELS": "website,feeds,wechat"}
 DATA_DIR_IS_A_FILE = {"GONGKAI_DATA_DIR": "{tmp}/not-a-dir"}
@@ -35,7 +35,7 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["demo", "--no-serve"], UNSUPPORTED_DB, "unsupported database 'mysql'"),
     (["migrate"], UNSUPPORTED_DB, "unsupported database 'mysql'"),
     (["migrate"], UNREACHABLE_DB, "cannot reach the database"),
-    (["migrate"], NOT_A_URL, "not a database URL"),
+    (["migrate"], NOT_A_URL, "the database URL is not a URL"),
     (["catalogue"], BAD_PORT, "server.port"),
     (["deadline", "2026-09-30"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (AGENCY, UNREACHABLE_DB, "cannot reach the database"),
@@ -82,6 +82,7 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(
     assert err.startswith("error: "), err
     assert message in err
     assert "Traceback" not in err
+    assert "s3cret" not in err  # a password in a URL is never printed
 
 
 def test_every_command_is_covered() -> None:

@@ -28,21 +28,16 @@ from dispatcher.dispatch.redis_server import EmbeddedRedis, EmbeddedRedisError, 
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# argv: data_dir, report file, go file. Writes <report>.ready, waits (at most 30 s) for the go
-# file so that racing children call ensure() together, then keeps the server in use until stdin
-# closes.
+# argv: data_dir, report file. Writes <report>.ready, waits for a "go" line on stdin so that
+# racing children call ensure() together, then keeps the server in use until stdin closes.
 ATTACH = """
-import os, sys, time
+import os, sys
 import redis
 from dispatcher.dispatch.redis_server import EmbeddedRedis
-data_dir, report, go = sys.argv[1], sys.argv[2], sys.argv[3]
+data_dir, report = sys.argv[1], sys.argv[2]
 handle = EmbeddedRedis(data_dir)
 open(report + ".ready", "w").close()
-deadline = time.monotonic() + 30
-while not os.path.exists(go):
-    if time.monotonic() > deadline:
-        sys.exit(f"timed out waiting for {go}")
-    time.sleep(0.002)
+sys.stdin.readline()
 handle.ensure()
 with redis.Redis(unix_socket_path=str(handle.socket_path)) as client:
     client.incr("n")
@@ -217,12 +212,14 @@ def test_two_processes_racing_get_one_server(
     children: Callable[..., subprocess.Popen[str]],
 ) -> None:
     reports = [tmp_path / "a.txt", tmp_path / "b.txt"]
-    go = tmp_path / "go"
-    racers = [children(ATTACH, str(tmp_path), str(report), str(go)) for report in reports]
+    racers = [children(ATTACH, str(tmp_path), str(report)) for report in reports]
     # Both past interpreter start-up and imports, then ensure() together.
     readies = [report.with_name(report.name + ".ready") for report in reports]
     _wait_until(lambda: all(ready.exists() for ready in readies), "both racers are ready", 30)
-    go.touch()
+    for racer in racers:  # each is blocked reading its stdin: both go at once
+        assert racer.stdin
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
     _wait_until(lambda: all(report.exists() for report in reports), "both racers reported", 30)
 
     results = [report.read_text().split() for report in reports]

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from dispatcher.storage.db import Database
 from dispatcher.storage.writer_lock import WriterLock, WriterLockTimeout
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,14 +76,13 @@ def blocked_on(path: Path) -> bool:
     return False
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    """Poll ``check`` while letting the event loop run; fail after ``WAIT`` seconds."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while not check():  # noqa: ASYNC110 - kernel state, no event to await
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {WAIT:g} s waiting until {what}") from None
+def blocked(path: Path) -> Callable[[], Awaitable[bool]]:
+    """A check for `wait_until`: this process waits in flock on ``path``."""
+
+    async def check() -> bool:
+        return blocked_on(path)
+
+    return check
 
 
 def free_elsewhere(path: Path) -> bool:
@@ -110,7 +110,7 @@ async def test_waits_for_another_process_and_holds_the_lock_while_inside(
             await asyncio.sleep(0)
 
     task = asyncio.create_task(take())
-    await until(lambda: blocked_on(path), "our process waits in flock on the lock file")
+    await wait_until(blocked(path), seconds=WAIT)  # our thread waits in flock for the file
     assert not task.done(), "took the lock while another process held it"
     release(holder)
     await asyncio.wait_for(task, 10)
@@ -155,12 +155,12 @@ async def test_a_cancelled_waiter_lets_nobody_in_until_the_lock_came_back(
     path = tmp_path / "db.writer-lock"
     lock = WriterLock(str(path), timeout=10)
     waiter = asyncio.create_task(lock.__aenter__())
-    await until(lambda: blocked_on(path), "the waiter's thread waits in flock on the lock file")
+    await wait_until(blocked(path), seconds=WAIT)  # the waiter's thread waits in flock
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     second = asyncio.create_task(lock.__aenter__())
-    await asyncio.sleep(0)  # a yield: the second writer queues while the first thread waits
+    await asyncio.sleep(0)  # one step of the loop: the second writer queues before the release
     assert not second.done(), "a second holder got in while another process held the lock"
     release(holder)
     await asyncio.wait_for(second, 10)

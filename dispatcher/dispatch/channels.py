@@ -6,6 +6,7 @@ section, its capabilities, its default concurrency. No channel is named here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +32,14 @@ class Enabled:
     channel: Channel
     concurrency: int
 
-    @property
+    @functools.cached_property  # a Protocol isinstance check is slow: once per worker
     def confirmer(self) -> ConfirmingChannel | None:
         """The channel, if it declared that its receipts may pend (and can confirm them)."""
         if self.spec.has(Capability.CONFIRM) and isinstance(self.channel, ConfirmingChannel):
             return self.channel
         return None
 
-    @property
+    @functools.cached_property
     def rebuilder(self) -> RebuildableChannel | None:
         if self.spec.has(Capability.REBUILD) and isinstance(self.channel, RebuildableChannel):
             return self.channel

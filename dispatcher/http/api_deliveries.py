@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dispatcher.dispatch import deliveries, queue
-from dispatcher.errors import InputError
-from dispatcher.http.api_items import PREFIX
+from dispatcher.http.api_items import PREFIX, page_params
 from dispatcher.http.auth import authenticated
 from dispatcher.http.deps import DEPS
 from dispatcher.http.responses import json_response
@@ -17,11 +16,7 @@ from dispatcher.rules.permissions import Actor
 @authenticated
 async def list_deliveries(request: web.Request, who: Actor) -> web.Response:
     q = request.query
-    try:
-        limit = int(q.get("limit", "50"))
-        cursor = int(q["cursor"]) if "cursor" in q else None
-    except ValueError:
-        raise InputError([("limit", "whole numbers for limit and cursor")]) from None
+    cursor, limit = page_params(request)
     async with request.app[DEPS].db.connect() as conn:
         page, next_cursor = await queries.list_deliveries(
             conn, who, q.get("status"), q.get("channel"), cursor, limit

@@ -100,6 +100,17 @@ async def get_item(request: web.Request, who: Actor) -> web.Response:
     return await _item_response(request, who, _item_id(request))
 
 
+def page_params(request: web.Request) -> tuple[int | None, int]:
+    """`?cursor=` (none: the first page) and `?limit=` (default 50) of a list, as numbers."""
+    numbers: dict[str, int | None] = {}
+    for name, default in (("cursor", None), ("limit", 50)):
+        try:
+            numbers[name] = int(request.query[name]) if name in request.query else default
+        except ValueError:
+            raise InputError([(name, "a whole number")]) from None
+    return numbers["cursor"], numbers["limit"] or 0
+
+
 def _list_query(request: web.Request) -> queries.ListQuery:
     q = request.query
     try:
@@ -108,19 +119,14 @@ def _list_query(request: web.Request) -> queries.ListQuery:
         raise InputError([("since", "an ISO 8601 time, e.g. 2026-11-01T00:00:00+08:00")]) from None
     if since is not None and since.tzinfo is None:
         raise InputError([("since", "give a time zone, e.g. +08:00")])
-    numbers: dict[str, int | None] = {}
-    for name, default in (("cursor", None), ("limit", 50)):
-        try:
-            numbers[name] = int(q[name]) if name in q else default
-        except ValueError:
-            raise InputError([(name, "a whole number")]) from None
+    cursor, limit = page_params(request)
     return queries.ListQuery(
         status=q.get("status"),
         domain=q.get("domain"),
         category=q.get("category"),
         since=since,
-        cursor=numbers["cursor"],
-        limit=numbers["limit"] or 0,
+        cursor=cursor,
+        limit=limit,
     )
 
 

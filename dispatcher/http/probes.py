@@ -65,9 +65,7 @@ async def _latency(conn: AsyncConnection) -> tuple[list[tuple[str, float]], floa
     columns += [sa.func.sum(sa.case((seconds <= b, 1), else_=0)) for b in LATENCY_BUCKETS]
     row = (
         await conn.execute(
-            sa.select(*columns).where(
-                deliveries.c.status.in_((DeliveryStatus.PUBLISHED, DeliveryStatus.WITHDRAWN))
-            )
+            sa.select(*columns).where(deliveries.c.status.in_(DeliveryStatus.confirmed()))
         )
     ).one()
     count, total = int(row[0]), float(row[1])

@@ -13,12 +13,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels import FIRST_PLATFORM
 from dispatcher.errors import InputError, NotFound
 from dispatcher.rules.deadlines import on_time
 from dispatcher.rules.permissions import Actor, require
-from dispatcher.rules.states import ITEM_STATES, Action, DeliveryStatus
-from dispatcher.storage.models import VERSION_CONTENT, deliveries, item_versions, items
+from dispatcher.rules.states import ITEM_STATES, DeliveryStatus
+from dispatcher.storage.models import (
+    VERSION_CONTENT,
+    deliveries,
+    item_versions,
+    items,
+    live_on_first_platform,
+)
 
 MAX_PAGE = 200
 _VERSION_META = ("kind", "status", "change_note", "changed_on", "submitted_at", "approved_at")
@@ -72,7 +77,9 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
     ).all()
     rows = (
         await conn.execute(
-            sa.select(deliveries).where(deliveries.c.item_id == item_id).order_by(deliveries.c.id)
+            sa.select(deliveries, live_on_first_platform(deliveries).label("first_platform"))
+            .where(deliveries.c.item_id == item_id)
+            .order_by(deliveries.c.id)
         )
     ).all()
     by_version: dict[int, list[dict[str, Any]]] = {}
@@ -92,13 +99,7 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
 
 def _first_platform(rows: Sequence[Any]) -> dict[int, datetime]:
     """Version -> when its website page went live: the publication time audits go by."""
-    return {
-        r.version: r.confirmed_at
-        for r in rows
-        if r.channel == FIRST_PLATFORM
-        and r.action == Action.PUBLISH
-        and r.status == DeliveryStatus.PUBLISHED
-    }
+    return {r.version: r.confirmed_at for r in rows if r.first_platform}
 
 
 def _timeliness(version: Any, published_at: datetime | None) -> dict[str, Any]:

@@ -30,12 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels import FIRST_PLATFORM
 from dispatcher.rules.grams import index_rows, query_grams, terms_of
-from dispatcher.rules.states import Action, DeliveryStatus, ItemStatus
+from dispatcher.rules.states import ItemStatus
 from dispatcher.storage.models import (
     agencies,
     deliveries,
     item_versions,
     items,
+    live_on_first_platform,
     search_documents,
     search_grams,
 )
@@ -100,17 +101,14 @@ def _matches(terms: tuple[str, ...]) -> sa.Subquery:
 
 
 def _live(site: sa.FromClause, m: sa.Subquery) -> list[sa.ColumnElement[bool]]:
-    """`site` is a confirmed website publication of the match, and no newer one exists."""
+    """`site` put the match live on the website, and no newer version is live there."""
     newer = deliveries.alias("newer")
     return [
-        site.c.action == Action.PUBLISH,
-        site.c.status == DeliveryStatus.PUBLISHED,
+        live_on_first_platform(site),
         ~sa.exists().where(
             newer.c.item_id == m.c.item_id,
             newer.c.version > m.c.version,
-            newer.c.channel == FIRST_PLATFORM,
-            newer.c.action == Action.PUBLISH,
-            newer.c.status == DeliveryStatus.PUBLISHED,
+            live_on_first_platform(newer),
         ),
         items.c.status != ItemStatus.WITHDRAWN,
     ]

@@ -255,9 +255,7 @@ async def _supersede_older(conn: AsyncConnection, item_id: int, version: int) ->
         .where(
             item_versions.c.item_id == item_id,
             item_versions.c.version < version,
-            item_versions.c.status.in_(
-                (ItemStatus.SUBMITTED, ItemStatus.APPROVED, ItemStatus.SCHEDULED)
-            ),
+            item_versions.c.status.in_(_OPEN),
         )
         .values(status=ItemStatus.SUPERSEDED)
     )

@@ -23,7 +23,7 @@ from dispatcher.dispatch.channels import build_channel
 from dispatcher.dispatch.deliveries import DELIVERY_CONTENT, publication
 from dispatcher.errors import ConfigurationError, SettingsError
 from dispatcher.rules.catalogue import Catalogue
-from dispatcher.rules.states import Action, DeliveryStatus
+from dispatcher.rules.states import DeliveryStatus
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import deliveries
@@ -41,18 +41,10 @@ def website(settings: Settings, catalogue: Catalogue) -> RebuildableChannel:
 
 
 async def _page(db: Database, after: tuple[datetime, int] | None, batch: int) -> list[Any]:
-    live = sa.or_(
-        sa.and_(
-            deliveries.c.action == Action.PUBLISH,
-            deliveries.c.status == DeliveryStatus.PUBLISHED,
-        ),
-        sa.and_(
-            deliveries.c.action == Action.WITHDRAW,
-            deliveries.c.status == DeliveryStatus.WITHDRAWN,
-        ),
-    )
     query = (
-        DELIVERY_CONTENT.where(deliveries.c.channel == CHANNEL, live)
+        DELIVERY_CONTENT.where(
+            deliveries.c.channel == CHANNEL, deliveries.c.status.in_(DeliveryStatus.confirmed())
+        )
         .order_by(deliveries.c.confirmed_at, deliveries.c.id)
         .limit(batch)
     )

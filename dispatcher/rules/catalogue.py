@@ -315,14 +315,12 @@ def _by_stage(cats: list[_CategoryModel], domain: str | None) -> Mapping[str, Ca
     return MappingProxyType({c.key: _build_category(c, domain) for c in ordered})
 
 
-def load_catalogue(
-    path: str | os.PathLike[str] | None = None, channel_kinds: Collection[str] | None = None
-) -> Catalogue:
+def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
     """Load and validate a catalogue file; None means the packaged `rules/catalogue.json`.
 
-    Default channels must be kinds of the channel registry (or of `channel_kinds`).
+    Default channels must be kinds of the channel registry.
     """
-    kinds = tuple(channels.REGISTRY) if channel_kinds is None else tuple(channel_kinds)
+    kinds = tuple(channels.REGISTRY)
     src: Traversable = (
         resources.files("dispatcher.rules") / "catalogue.json" if path is None else Path(path)
     )

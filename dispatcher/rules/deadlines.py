@@ -29,10 +29,12 @@ def deadline_end(day: date) -> datetime:
 
 
 def on_time(published_at: datetime | None, deadline: date | None) -> bool | None:
-    """Published no later than the deadline day (Beijing time); None while unpublished."""
+    """Published before the end of the deadline day (Beijing time); None while unpublished.
+
+    The one verdict: the audit's, and intake's check of a `publish_at`."""
     if published_at is None or deadline is None:
         return None
-    return published_at.astimezone(SHANGHAI).date() <= deadline
+    return published_at < deadline_end(deadline)
 
 
 def today() -> date:

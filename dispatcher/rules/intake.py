@@ -21,7 +21,7 @@ from channels.registry import split_name
 from dispatcher.errors import FieldErrors, InputError, PathError
 from dispatcher.rules.catalogue import Category, validate_fields
 from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, REGION_CODE_PATTERN
-from dispatcher.rules.deadlines import deadline_end, today
+from dispatcher.rules.deadlines import on_time, today
 from dispatcher.rules.permissions import PUBLISHER_FIELDS, check_publisher, publisher_field
 from dispatcher.rules.rulebook import Rules
 from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, parse_path, remove_path
@@ -279,11 +279,7 @@ def _version_values(
     }
     limit = rules.calendar.deadline(start, category.working_days(item.decision))
     values["deadline"], values["deadline_provisional"] = limit.date, limit.provisional
-    if (
-        item.publish_at is not None
-        and item.publish_at > deadline_end(limit.date)
-        and values["late_reason"] is None
-    ):
+    if on_time(item.publish_at, limit.date) is False and values["late_reason"] is None:
         raise InputError(
             [("late_reason", f"publish_at is after the statutory deadline {limit.date}: "
                              "state the reason (it is recorded and the audit shows the item late)")]

@@ -61,6 +61,11 @@ class DeliveryStatus(StrEnum):
         return (cls.PUBLISHED, cls.WITHDRAWN, cls.FAILED, cls.SKIPPED)
 
     @classmethod
+    def confirmed(cls) -> tuple[DeliveryStatus, ...]:
+        """A channel confirmed the attempt: published, or taken down."""
+        return (cls.PUBLISHED, cls.WITHDRAWN)
+
+    @classmethod
     def live(cls, action: str) -> DeliveryStatus:
         """The state a confirmed attempt of `action` ends in."""
         return cls.PUBLISHED if action == Action.PUBLISH else cls.WITHDRAWN

@@ -40,8 +40,12 @@ SQLITE_TIMEOUT = 30.0  # seconds a writer waits for the write lock before giving
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except Exception as exc:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
-        raise DatabaseError(f"not a database URL: {url!r} ({exc})") from None
+    except Exception:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
+        # Not echoed: a URL may carry a password.
+        raise DatabaseError(
+            "the database URL is not a URL: use sqlite+aiosqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST:PORT/NAME"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     if parsed.drivername == "sqlite":

@@ -14,6 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from channels import FIRST_PLATFORM
+from dispatcher.rules.states import Action, DeliveryStatus
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -170,6 +173,17 @@ deliveries = sa.Table(
     sa.UniqueConstraint("item_id", "version", "channel"),
     sa.Index(None, "status", "next_attempt_at"),
 )
+
+
+def live_on_first_platform(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A row of `deliveries` (or an alias) that put its version live on the first platform
+    (第一平台, the government website): the publication time deadlines are kept by."""
+    return sa.and_(
+        table.c.channel == FIRST_PLATFORM,
+        table.c.action == Action.PUBLISH,
+        table.c.status == DeliveryStatus.PUBLISHED,
+    )
+
 
 events = sa.Table(
     "events",
