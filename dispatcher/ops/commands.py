@@ -173,21 +173,21 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
         async with db.connect() as conn:
             agency = await queries.delivery_agency(conn, args.id)
         who = _operator(agency, Role.APPROVER, args.as_)
-        await deliveries.retry_by_hand(db, who, args.id)
-        async with db.connect() as conn:
-            rows = await queue.delivery_rows(conn, [args.id])
+        _, key = await deliveries.retry_by_hand(db, who, args.id)
     async with redis_for(settings) as url:
         try:
             pool = await queue.connect(url)
+            try:
+                queued = await queue.enqueue(pool, args.id, key, None)  # due now
+            finally:
+                await pool.aclose()
         except (OSError, RedisError) as exc:  # the row is pending: a sweeper will queue it
             print(f"delivery {args.id} is pending again; not queued now ({exc}): a worker's "
                   "sweeper will queue it")  # fmt: skip
             return 0
-        try:
-            queued = await queue.enqueue_rows(pool, rows)
-        finally:
-            await pool.aclose()
-    print(f"delivery {args.id} is pending again" + (" and queued" if queued else ""))
+    # A job of the same key still waiting (the approval's, or a sweeper's) delivers it.
+    how = "and queued" if queued else "(its job was already in the queue)"
+    print(f"delivery {args.id} is pending again {how}")
     return 0
 
 
