@@ -1,6 +1,8 @@
 """The channel contract: what a channel receives, what it returns, how it fails.
 
     ChannelError
+     ├── NotForChannel    the item does not concern this channel (an account or outlet that
+     │                    carries only some agencies or domains): skipped, with the reason
      ├── RetryableError   try again later (429, 5xx, timeouts, WeChat -1/45011); may carry
      │                    `retry_after` seconds the remote asked for
      └── PermanentError   do not retry (4xx, business errors, bad credentials); the delivery
@@ -29,6 +31,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 class ChannelError(Exception):
     """A delivery attempt failed."""
+
+
+class NotForChannel(ChannelError):
+    """The delivery does not concern this channel; it is skipped with this reason, unsent."""
 
 
 class RetryableError(ChannelError):
@@ -76,6 +82,9 @@ class Publication:
     change_note: str | None
     approved_at: datetime | None
     steps: Mapping[str, Any] = field(default_factory=dict)  # remote ids stored by earlier tries
+    # A revision: what the version it replaces left on this channel (the newest published
+    # one), for a channel whose posts cannot be edited and must be taken down (WeChat).
+    replaces: Receipt | None = None
     # Chinese labels from the catalogue, so a channel shows names, not keys
     domain_name: str = ""
     category_name: str = ""
@@ -163,6 +172,9 @@ class ChannelContext:
     session: Any  # an aiohttp.ClientSession
     data_dir: str
     steps: StepStore | None = None
+    # A redis.asyncio client every worker shares (the queue's), for state that must be one
+    # across workers, such as an account's access token; None outside a worker.
+    redis: Any = None
 
 
 ChannelFactory = Callable[[ChannelContext], Channel]

@@ -1,8 +1,7 @@
-"""Channels whose settings this version knows but cannot send to yet: WeChat official accounts
-and news media. They are declared so that a configuration naming them is checked like any
-other (`[channels.wechat]`, `[channels.media.NAME]`, their environment variables) and enabling
-one is a clear start-up error, not a silent skip. Each moves to a module of its own when it is
-built.
+"""Channels whose settings this version knows but cannot send to yet: news media. They are
+declared so that a configuration naming them is checked like any other (`[channels.media.NAME]`,
+their environment variables) and enabling one is a clear start-up error, not a silent skip.
+Each moves to a module of its own when it is built.
 """
 
 from __future__ import annotations
@@ -10,17 +9,6 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from channels.registry import ChannelSpec
-
-
-class WechatSettings(BaseModel):
-    """One official account (公众号)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    appid: str = ""
-    secret: str = Field(default="", repr=False)
-    api_base: str = "https://api.weixin.qq.com"
-    mode: str = "publish"
 
 
 class MediaSettings(BaseModel):
@@ -32,5 +20,4 @@ class MediaSettings(BaseModel):
     secret: str = Field(default="", repr=False)
 
 
-WECHAT = ChannelSpec("wechat", None, WechatSettings, required=("appid", "secret"))
 MEDIA = ChannelSpec("media", None, MediaSettings, required=("url", "secret"), named=True)

@@ -47,6 +47,9 @@ class ChannelSpec:
     settings: type[BaseModel] = NoSettings
     required: tuple[str, ...] = ()  # keys that must be non-empty when the channel is enabled
     named: bool = False  # one channel per configured name: "media:xinhua"
+    # With `named`: the kind alone is a channel too, configured by the section's own keys
+    # (`wechat`, and `wechat:zrzy` from `[channels.wechat.zrzy]`).
+    plain_too: bool = False
     in_flight: int | None = None  # default deliveries in flight per worker; None: the core's
     capabilities: frozenset[Capability] = frozenset()
 
@@ -70,10 +73,9 @@ class ChannelSpec:
             rest = var.removeprefix(self._env_prefix)
             if rest == var or not keys:
                 continue
-            if not self.named:
-                if rest in keys:
-                    found[keys[rest]] = value
-            elif match := named.match(rest):
+            if rest in keys and (not self.named or self.plain_too):
+                found[keys[rest]] = value
+            elif self.named and (match := named.match(rest)):
                 found.setdefault(match[1].lower(), {})[keys[match[2]]] = value
         return found
 
@@ -91,6 +93,17 @@ class ChannelSpec:
         verb = "is" if len(empty) == 1 else "are"
         where = f"{self.section_name(sub)} {'/'.join(empty)}"
         return f"channel {name!r} is enabled but {where} {verb} not set ({envs})"
+
+    def allows(self, sub: str) -> bool:
+        """Is `kind:sub` (or the plain kind, for sub "") a channel name of this kind?"""
+        return self.named if sub else (not self.named or self.plain_too)
+
+    @property
+    def usage(self) -> str:
+        """How its channels are named: `website`, `media:NAME`, `wechat[:NAME]`."""
+        if not self.named:
+            return self.kind
+        return f"{self.kind}[:NAME]" if self.plain_too else f"{self.kind}:NAME"
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -120,8 +133,8 @@ def check_names(registry: Registry, names: Iterable[str]) -> str | None:
     for name in names:
         kind, sub = split_name(name)
         spec = registry.get(kind)
-        if spec is None or spec.named != bool(sub):
-            usage = ", ".join(f"{k}:NAME" if s.named else k for k, s in registry.items())
+        if spec is None or not spec.allows(sub):
+            usage = ", ".join(spec.usage for spec in registry.values())
             return f"unknown channel {name!r}: use {usage}"
         if sub and not _SUB_NAME.match(sub):
             return f"bad {kind} channel name {name!r}: lowercase letters, digits and _"

@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 
 import channels
@@ -107,19 +108,49 @@ class _ChannelSettings(BaseModel):
         return names
 
     def section(self, name: str) -> BaseModel:
-        """The settings of the channel `name` (`wechat`, `media:xinhua`)."""
+        """The settings of the channel `name` (`wechat`, `wechat:zrzy`, `media:xinhua`)."""
         kind, sub = split_name(name)
         spec = channels.REGISTRY[kind]
         given: Any = getattr(self, kind)
+        if spec.plain_too and not sub:  # the section's own keys, without its named tables
+            return spec.settings.model_validate(given.model_dump(exclude={_NAMED}))
         if spec.named:
-            given = given.get(sub)
+            given = (given.accounts if spec.plain_too else given).get(sub)
         return given if isinstance(given, BaseModel) else spec.settings()
 
 
+_NAMED = "accounts"  # where a plain-too section keeps its named tables
+
+
 def _section_field(spec: ChannelSpec) -> Any:
+    if spec.plain_too:
+        model = _plain_and_named(spec.settings)
+        return (model, Field(default_factory=model))
     if spec.named:
         return (dict[str, spec.settings], Field(default_factory=dict))  # type: ignore[name-defined]
     return (spec.settings, Field(default_factory=spec.settings))
+
+
+def _plain_and_named(settings: type[BaseModel]) -> Any:
+    """`[channels.wechat]` with its own keys and `[channels.wechat.NAME]` tables: the tables are
+    gathered under `accounts`, each validated by the same model."""
+
+    fields = {*settings.model_fields, _NAMED}
+
+    def gather(raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        own = {k: v for k, v in raw.items() if k in fields or not isinstance(v, dict)}
+        tables = {k: v for k, v in raw.items() if k not in own}
+        return {**own, _NAMED: {**own.pop(_NAMED, {}), **tables}} if tables else own
+
+    named: Any = create_model(  # type: ignore[call-overload]
+        f"{settings.__name__}WithNamed",
+        __base__=settings,
+        __validators__={"gather": model_validator(mode="before")(gather)},
+        **{_NAMED: (dict[str, settings], Field(default_factory=dict))},  # type: ignore[valid-type]
+    )
+    return named
 
 
 if TYPE_CHECKING:
@@ -192,7 +223,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if found:  # over the file's section; a named channel's tables one level down
             section = sections.setdefault(spec.kind, {})
             for key, value in found.items():
-                section[key] = {**section.get(key, {}), **value} if spec.named else value
+                named = isinstance(value, dict)
+                section[key] = {**section.get(key, {}), **value} if named else value
 
 
 def _read_file(path: Path) -> dict[str, Any]:

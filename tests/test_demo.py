@@ -88,6 +88,15 @@ def _check_running_demo(process: subprocess.Popen[str], port: int, output: list[
                 break
             time.sleep(0.2)
         assert states == {"published"}, item
+        # Items whose categories go to WeChat are published on the sandbox account too.
+        page = re.search(r"WeChat sandbox: (http://127\.0\.0\.1:\d+/sandbox/)", text)
+        assert page, text
+        deadline, overview = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and 'href="/s/' not in overview:
+            with urllib.request.urlopen(page[1], timeout=10) as response:  # noqa: S310
+                overview = response.read().decode()
+            time.sleep(0.2)
+        assert "微信公众号沙箱" in overview and 'href="/s/' in overview
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)

@@ -43,9 +43,10 @@ def test_the_first_platform_is_registered_and_enabled_by_default() -> None:
 def test_names_come_from_the_registry() -> None:
     registry = channels.REGISTRY
     assert check_names(registry, ["website", "wechat", "media:xin_hua"]) is None
-    assert "use website, feeds, wechat, media:NAME" in str(check_names(registry, ["pigeon"]))
+    assert "use website, feeds, wechat[:NAME], media:NAME" in str(check_names(registry, ["pigeon"]))
     assert "unknown channel 'media'" in str(check_names(registry, ["media"]))
-    assert "unknown channel 'wechat:a'" in str(check_names(registry, ["wechat:a"]))
+    assert "unknown channel 'website:a'" in str(check_names(registry, ["website:a"]))
+    assert check_names(registry, ["wechat:zrzy"]) is None  # an account by name, or the plain one
     assert "bad media channel name" in str(check_names(registry, ["media:Xinhua"]))
     with pytest.raises(ValueError, match="registered twice"):
         make_registry(ChannelSpec("x", None), ChannelSpec("x", None))
@@ -78,12 +79,20 @@ def test_environment_variables_follow_each_channels_keys() -> None:
         "GONGKAI_MEDIA_XIN_HUA_URL": "http://127.0.0.1:9/hook",
         "GONGKAI_MEDIA_XIN_HUA_SECRET": "s3cret",
         "GONGKAI_WECHAT_COLOUR": "red",  # not a key of the section: ignored
+        "GONGKAI_WECHAT_ZI_RAN_APPID": "wx456",  # the account `wechat:zi_ran`
+        "GONGKAI_WECHAT_ZI_RAN_AGENCIES": "12990100MB0000004D, 11990100MB0000007X",
     }
     settings = load_settings(env=env)
-    wechat = settings.channels.section("wechat")
-    assert wechat.model_dump() == {
-        "appid": "wx123", "secret": "", "api_base": "http://127.0.0.1:9/", "mode": "publish"
-    }  # fmt: skip
+    wechat = settings.channels.section("wechat").model_dump()
+    assert (wechat["appid"], wechat["secret"], wechat["api_base"]) == (
+        "wx123",
+        "",
+        "http://127.0.0.1:9",
+    )
+    assert "accounts" not in wechat  # the plain account's own keys only
+    named = settings.channels.section("wechat:zi_ran").model_dump()
+    assert (named["appid"], named["api_base"]) == ("wx456", "https://api.weixin.qq.com")
+    assert named["agencies"] == ("12990100MB0000004D", "11990100MB0000007X")
     outlet = settings.channels.section("media:xin_hua").model_dump()
     assert outlet == {"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
     assert settings.channels.section("media:other").model_dump() == {"url": "", "secret": ""}
@@ -97,11 +106,11 @@ def test_environment_variables_follow_each_channels_keys() -> None:
 
 
 def test_a_declared_channel_without_an_implementation_is_a_start_up_error() -> None:
-    env = {"GONGKAI_CHANNELS": "website,wechat", "GONGKAI_WECHAT_APPID": "a",
-           "GONGKAI_WECHAT_SECRET": "b"}  # fmt: skip
+    env = {"GONGKAI_CHANNELS": "website,media:x", "GONGKAI_MEDIA_X_URL": "http://127.0.0.1:9/",
+           "GONGKAI_MEDIA_X_SECRET": "b"}  # fmt: skip
     settings = load_settings(env=env)
     settings.check_channels()
-    with pytest.raises(SettingsError, match="'wechat' is enabled but this version cannot send"):
+    with pytest.raises(SettingsError, match="'media:x' is enabled but this version cannot send"):
         build_channels(settings, CATALOGUE, channels.REGISTRY, session=None)
 
 

@@ -65,6 +65,7 @@ def build_channel(
     name: str,
     session: Any,
     steps: StepStore | None = None,
+    redis: Any = None,
 ) -> Enabled:
     """The channel `name`; SettingsError if this version cannot send to it or it will not build."""
     spec = spec_for(registry, name)
@@ -76,6 +77,7 @@ def build_channel(
         session=session,
         data_dir=str(settings.data_path),
         steps=steps if spec.has(Capability.STEPS) else None,
+        redis=redis,
     )
     try:
         channel = spec.factory(context)
@@ -97,9 +99,10 @@ def build_channels(
     registry: Registry,
     session: Any,
     steps: StepStore | None = None,
+    redis: Any = None,
 ) -> dict[str, Enabled]:
-    """Every enabled channel, by name."""
+    """Every enabled channel, by name (`redis`: the workers' shared Redis client)."""
     return {
-        name: build_channel(settings, catalogue, registry, name, session, steps)
+        name: build_channel(settings, catalogue, registry, name, session, steps, redis)
         for name in settings.channels.enabled
     }

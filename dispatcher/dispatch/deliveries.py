@@ -140,6 +140,9 @@ async def _decide(
         if receipt is None:
             skipped.append(await _skip(conn, row, "nothing was published on this channel", now))
             return None
+    pub = publication(row, catalogue)
+    if row.action == Action.PUBLISH and row.version > 1:  # a revision: what it replaces
+        pub = dataclasses.replace(pub, replaces=await _published_receipt(conn, row))
     leased.append(row.id)
     return Claim(
         id=row.id,
@@ -148,7 +151,7 @@ async def _decide(
         action=row.action,
         attempt=row.attempts + 1,
         confirming=row.status == DeliveryStatus.CONFIRMING,
-        publication=publication(row, catalogue),
+        publication=pub,
         receipt=receipt,
     )
 
@@ -247,13 +250,15 @@ def _own_receipt(row: Any) -> Receipt:
 
 
 async def _published_receipt(conn: AsyncConnection, row: Any) -> Receipt | None:
-    """The newest publication of this item on this channel: what a withdrawal takes down."""
+    """The newest earlier publication of this item on this channel: what a withdrawal takes
+    down, and what a revision replaces."""
     published = (
         await conn.execute(
             sa.select(deliveries)
             .where(
                 deliveries.c.item_id == row.item_id,
                 deliveries.c.channel == row.channel,
+                deliveries.c.version < row.version,
                 deliveries.c.action == Action.PUBLISH,
                 deliveries.c.status == DeliveryStatus.PUBLISHED,
             )

@@ -19,7 +19,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy.exc import DBAPIError
 
-from channels.base import PermanentError, Receipt, RetryableError
+from channels.base import NotForChannel, PermanentError, Receipt, RetryableError
 from channels.batching import Batcher
 from dispatcher.dispatch import deliveries, outcomes, queue
 from dispatcher.dispatch.channels import Enabled
@@ -183,6 +183,9 @@ async def _attempt(deps: WorkerDeps, claim: Claim) -> str:
     except PermanentError as exc:
         await deps.record(outcomes.failure_outcome(claim, f"permanent: {exc}", None))
         return str(DeliveryStatus.FAILED)
+    except NotForChannel as exc:
+        await deps.record(outcomes.skipped_outcome(claim, str(exc)))
+        return str(DeliveryStatus.SKIPPED)
     except Exception as exc:  # retryable, a timeout, or a channel bug: never lose the delivery
         if not isinstance(exc, RetryableError | TimeoutError):
             log.exception("channel %s raised unexpectedly on %s", claim.channel, claim.key)

@@ -202,3 +202,9 @@ def failure_outcome(claim: Claim, error: str, retry_at: datetime | None) -> Outc
     values = {"next_attempt_at": retry_at, "last_error": error[:2000]}
     data = {"error": error[:500], "retry_at": retry_at.isoformat() if retry_at else None}
     return Outcome(claim, status, values, data)
+
+
+def skipped_outcome(claim: Claim, reason: str) -> Outcome:
+    """The channel declined the delivery (`NotForChannel`): skipped, nothing sent."""
+    values = {"next_attempt_at": None, "last_error": reason[:2000]}
+    return Outcome(claim, DeliveryStatus.SKIPPED, values, {"reason": reason[:500]})

@@ -58,7 +58,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     steps = jobs.Steps(db)
     try:
-        enabled = build_channels(settings, rules.catalogue, registry, session, steps)
+        enabled = build_channels(
+            settings, rules.catalogue, registry, session, steps, redis=ctx["redis"]
+        )
     except Exception:
         await session.close()
         await db.dispose()

@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = add("serve", commands.cmd_serve, "serve the HTTP API, with a worker unless --no-worker")
     srv.add_argument("--no-worker", action="store_true", help="serve the API only")
+    srv.add_argument(
+        "--sandbox", action="store_true",
+        help="run a local stand-in of the WeChat API with an account on it (wechat:sandbox)",
+    )  # fmt: skip
     add("worker", commands.cmd_worker, "run a worker that delivers approved items to the channels")
     rt = add("retry", commands.cmd_retry, "put a failed delivery back in the queue")
     rt.add_argument("id", type=int)

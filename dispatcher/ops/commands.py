@@ -24,7 +24,7 @@ from dispatcher.dispatch import deliveries, queue
 from dispatcher.dispatch.worker import redis_for, run_worker
 from dispatcher.errors import GongkaiError, InputError
 from dispatcher.items import accounts, queries, workflow
-from dispatcher.ops import demo, serve, site
+from dispatcher.ops import demo, sandbox, serve, site
 from dispatcher.rules.calendar import WorkCalendar, parse_date
 from dispatcher.rules.catalogue import format_catalogue, load_catalogue
 from dispatcher.rules.intake import parse_json
@@ -157,7 +157,12 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     async with _database(settings):
         pass  # it must have its schema before anything starts
-    await serve.serve(settings, with_worker=not args.no_worker)
+    if not args.sandbox:
+        await serve.serve(settings, with_worker=not args.no_worker)
+        return 0
+    async with sandbox.wechat_sandbox(settings) as (rehearsal, page):
+        banner = f"WeChat sandbox (account {sandbox.ACCOUNT}): {page}\n"
+        await serve.serve(rehearsal, banner, with_worker=not args.no_worker)
     return 0
 
 

@@ -12,8 +12,11 @@ import json
 from importlib import resources
 from typing import Any
 
+from channels.registry import split_name
+from channels.wechat import SPEC as WECHAT
 from dispatcher.errors import Conflict, InputError
 from dispatcher.items import accounts, workflow
+from dispatcher.ops.sandbox import wechat_sandbox
 from dispatcher.rules.permissions import Actor, publishing_agency
 from dispatcher.rules.rulebook import Rules, build_rules
 from dispatcher.rules.states import Role
@@ -87,7 +90,18 @@ def _banner(settings: Settings, summary: dict[str, Any]) -> str:
 
 
 async def run_demo(settings: Settings, serve_after: bool = True) -> None:
+    """Load the samples; unless `serve_after` is False, serve them with the WeChat sandbox
+    (when no real WeChat account is enabled) so the articles can be watched too."""
     settings.check_channels()
+    wechat = any(split_name(name)[0] == WECHAT.kind for name in settings.channels.enabled)
+    if not serve_after or wechat:
+        await _load_and_serve(settings, serve_after, "")
+        return
+    async with wechat_sandbox(settings) as (rehearsal, page):
+        await _load_and_serve(rehearsal, serve_after, f"WeChat sandbox: {page}\n")
+
+
+async def _load_and_serve(settings: Settings, serve_after: bool, note: str) -> None:
     rules = build_rules(settings)  # a bad catalogue or calendar stops it before anything is written
     db = Database(settings.database_url)
     try:
@@ -95,7 +109,7 @@ async def run_demo(settings: Settings, serve_after: bool = True) -> None:
         summary = await load_demo(db, rules)
     finally:
         await db.dispose()
-    banner = _banner(settings, summary)
+    banner = note + _banner(settings, summary)
     if not serve_after:
         print(banner, flush=True)
         return

@@ -1,0 +1,842 @@
+"""A local stand-in of the WeChat Official Account API (公众号), all state in memory.
+
+Tests, `gongkai serve --sandbox`, `gongkai demo` and the benchmark point the WeChat channel at it
+instead of api.weixin.qq.com. It speaks the real protocol, so wechatpy's `WeChatClient` with
+`API_BASE_URL = f"{base_url}/cgi-bin/"` works against it unchanged: the same paths, JSON shapes,
+limits and error codes (HTTP 200 with `errcode`/`errmsg`, as the real API answers errors).
+
+Served: `cgi-bin/token`, `media/uploadimg`, `material/add_material`, `draft/add|get|delete`,
+`freepublish/submit|get|delete|getarticle|batchget` and `message/mass/sendall`; any other
+`cgi-bin/` path answers 48001 "api unauthorized". Only the newest token of an account is valid
+(fetching one invalidates the previous, as WeChat does) and it expires after 7200 s of `clock`.
+A submit consumes its draft; each `freepublish/get` moves the job one step along
+`Faults.statuses`; reaching a final status (anything but 1, "publishing") publishes the articles
+on success (status 0) and pushes the PUBLISHJOBFINISH event to the account's callback URL.
+Mass sends are limited per Beijing day and deduplicated by `clientmsgid` for 24 hours.
+
+Where it is stricter or simpler than WeChat, so that tests catch what WeChat would hide:
+
+- content with an `<img>` whose `src` is not an image this sandbox issued to the account
+  (uploadimg or add_material) is refused with 45166; WeChat silently drops such images;
+- a missing access_token answers 40001 like an unknown one (WeChat answers 41001);
+- deleting an already deleted article answers ok (WeChat answers an error);
+- a mass send leaves its draft in place, and publishes no article pages.
+
+`Faults` makes it fail on demand (busy, rate limits, invalid tokens, IP allow-list, slow token,
+publish outcomes); they are settable from Python and over HTTP (`/sandbox/faults`). `/sandbox/`
+shows in Chinese what each account received; `/s/{article_id}` serves a published article. The
+app must be served at the root of its own server: URLs it hands out are built from the request's
+host. `calls` records every `cgi-bin/` request, not the pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, get_type_hints
+
+import aiohttp
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from channels.base import SHANGHAI
+from channels.wechat import sandbox_page
+
+log = logging.getLogger(__name__)
+
+SANDBOX_APPID = "wxsandbox0000000001"
+SANDBOX_SECRET = "sandbox-secret"  # noqa: S105 (the sandbox's public default)
+TOKEN_TTL = 7200  # seconds a token is valid
+UPLOADIMG_MAX = 1_048_576  # body images must be smaller than 1 MB
+THUMB_MAX = 65_536  # thumb materials: at most 64 KB
+IMAGE_MAX = 10 * 1_048_576  # image (and video) materials: at most 10 MB
+VOICE_MAX = 2 * 1_048_576
+MAX_ARTICLES = 8  # articles in one draft
+CLIENTMSGID_TTL = 24 * 3600  # seconds a mass send's clientmsgid stays taken
+PUSH_TIMEOUT = 5.0  # seconds for one event push; a failed push is not repeated
+PUBLISHING = 1  # the one publish_status that is not final
+JPEG, PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+MEDIA_TYPES = {"image", "thumb", "voice", "video"}
+TEXT_FIELDS = ("title", "author", "digest", "content", "content_source_url", "thumb_media_id")
+NEWS_FIELDS = (*TEXT_FIELDS, "need_open_comment", "only_fans_can_comment")
+
+ERRMSG = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40004: "invalid media type",
+    40005: "invalid file type",
+    40007: "invalid media_id",
+    40008: "invalid message type",
+    40009: "invalid image size",
+    40013: "invalid appid",
+    40125: "invalid appsecret",
+    40164: "invalid ip {ip}, not in whitelist",
+    41005: "media data missing",
+    42001: "access_token expired",
+    45002: "content size out of limit",
+    45003: "title size out of limit",
+    45004: "description size out of limit",
+    45005: "url size out of limit",
+    45008: "article size out of limit",
+    45011: "api minute-quota reach limit mustslower retry next minute",
+    45028: "has no masssend quota",
+    45065: "clientmsgid exist",
+    45110: "author size out of limit",
+    45166: "invalid content",
+    47001: "data format error",
+    48001: "api unauthorized",
+    53600: "Article ID 无效",
+}
+
+
+class WxError(Exception):
+    """A WeChat error answer: `errcode`, its `errmsg`, and any further fields of the answer."""
+
+    def __init__(self, errcode: int, ip: str = "", **extra: object) -> None:
+        super().__init__(errcode)
+        self.errcode = errcode
+        self.payload: dict[str, object] = {
+            "errcode": errcode,
+            "errmsg": ERRMSG[errcode].format(ip=ip),
+            **extra,
+        }
+
+
+@dataclass
+class Faults:
+    """Fault switches; settable from Python and via `POST /sandbox/faults`."""
+
+    busy: int = 0  # the next N API calls (not token) answer -1 "system error"
+    rate_limited: int = 0  # the next N API calls answer 45011
+    invalid_token: bool = False  # every API call (not token) answers 40001
+    token_delay: float = 0.0  # seconds the token endpoint waits before answering
+    ip_blocked: bool = False  # token and API calls answer 40164
+    statuses: list[int] = field(default_factory=lambda: [PUBLISHING, 0])  # a new job's steps
+    push_after: float | None = None  # a job turns final by itself this long after submit
+    mass_quota: int = 1  # mass sends per account per Beijing day
+
+
+_FAULT_TYPES = {name: TypeAdapter(hint) for name, hint in get_type_hints(Faults).items()}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One `cgi-bin/` request: its endpoint, the account its token (or appid) names, the answer."""
+
+    endpoint: str  # "cgi-bin/draft/add"
+    appid: str | None
+    errcode: int  # 0 on success
+
+
+@dataclass(frozen=True)
+class Image:
+    """A body image uploaded with `media/uploadimg`, served at `url`."""
+
+    url: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Material:
+    """A permanent material from `material/add_material` (`type` "thumb", "image", ...)."""
+
+    media_id: str
+    type: str
+    url: str  # "" for voice and video
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class NewsItem:
+    """One article of a draft, as `draft/add` received it."""
+
+    title: str
+    author: str
+    digest: str
+    content: str
+    content_source_url: str
+    thumb_media_id: str
+    need_open_comment: int = 0
+    only_fans_can_comment: int = 0
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A draft waiting in the draft box (`draft/add`, not yet submitted or deleted)."""
+
+    media_id: str
+    articles: tuple[NewsItem, ...]
+    created_at: datetime
+
+
+@dataclass(kw_only=True)
+class Article(NewsItem):
+    """A published article: item `idx` (from 1) of the publish job that made `article_id`."""
+
+    article_id: str
+    idx: int
+    url: str
+    published_at: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class MassSend:
+    """A mass send (群发) that was accepted."""
+
+    msg_id: int
+    msg_data_id: int
+    media_id: str
+    clientmsgid: str | None
+    titles: tuple[str, ...]
+    sent_at: datetime
+
+
+@dataclass
+class PublishJob:
+    """A `freepublish/submit` and where it is along its `statuses`."""
+
+    publish_id: str
+    articles: tuple[NewsItem, ...]
+    statuses: list[int]
+    base_url: str  # of the submit request: the article URLs are built on it
+    status: int
+    step: int = 0  # the next index into `statuses` a get answers
+    final: bool = False
+    article_id: str | None = None
+
+
+@dataclass
+class Account:
+    """One official account and everything it received."""
+
+    appid: str
+    secret: str
+    callback_url: str = ""
+    callback_token: str = ""
+    token: str | None = None
+    token_issued: float = 0.0
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (type, data)
+    image_urls: set[str] = field(default_factory=set)  # may appear in article content
+    images: list[Image] = field(default_factory=list)
+    materials: dict[str, Material] = field(default_factory=dict)
+    drafts: dict[str, Draft] = field(default_factory=dict)
+    jobs: dict[str, PublishJob] = field(default_factory=dict)
+    articles: list[Article] = field(default_factory=list)
+    mass_sends: list[MassSend] = field(default_factory=list)
+
+    @property
+    def gh_id(self) -> str:
+        """The account's original id (ToUserName of pushed events)."""
+        return "gh_" + hashlib.sha1(self.appid.encode()).hexdigest()[:12]  # noqa: S324
+
+
+Handler = Callable[[Account, web.Request], Awaitable[dict[str, object]]]
+
+
+class Sandbox:
+    """The WeChat API's state; `app()` serves it."""
+
+    def __init__(
+        self,
+        accounts: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock  # wall-clock seconds: token expiry, Beijing days, the clientmsgid window
+        self.faults = Faults()
+        self.calls: list[Call] = []
+        self._accounts: dict[str, Account] = {}
+        self._tokens: dict[str, str] = {}  # every token ever issued -> its appid
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._app: web.Application | None = None
+        for appid, secret in (accounts or {SANDBOX_APPID: SANDBOX_SECRET}).items():
+            self.add_account(appid, secret)
+
+    def add_account(
+        self, appid: str, secret: str, callback_url: str = "", callback_token: str = ""
+    ) -> None:
+        """Add (or replace) an account; with a callback URL, publish events are pushed to it."""
+        self._accounts[appid] = Account(appid, secret, callback_url, callback_token)
+
+    # -- read accessors, for tests and the page -------------------------------------------
+
+    def count(self, endpoint: str | None = None, appid: str | None = None) -> int:
+        """Number of calls to `endpoint` ("cgi-bin/draft/add") by `appid`; None matches any."""
+        return sum(
+            1 for c in self.calls if endpoint in (None, c.endpoint) and appid in (None, c.appid)
+        )
+
+    def published(self, appid: str = SANDBOX_APPID) -> list[Article]:
+        """Published articles, oldest first, deleted ones included (`deleted` says so)."""
+        return list(self._accounts[appid].articles)
+
+    def drafts(self, appid: str = SANDBOX_APPID) -> list[Draft]:
+        """Drafts waiting: added, neither submitted nor deleted."""
+        return list(self._accounts[appid].drafts.values())
+
+    def mass_sends(self, appid: str = SANDBOX_APPID) -> list[MassSend]:
+        """Accepted mass sends, oldest first."""
+        return list(self._accounts[appid].mass_sends)
+
+    def images(self, appid: str = SANDBOX_APPID) -> list[Image]:
+        """Body images uploaded with `media/uploadimg`."""
+        return list(self._accounts[appid].images)
+
+    def thumbs(self, appid: str = SANDBOX_APPID) -> list[Material]:
+        """Thumb materials (`add_material?type=thumb`)."""
+        return [m for m in self._accounts[appid].materials.values() if m.type == "thumb"]
+
+    def jobs(self, appid: str = SANDBOX_APPID) -> list[PublishJob]:
+        """Publish jobs, in submit order."""
+        return list(self._accounts[appid].jobs.values())
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def reset_faults(self) -> None:
+        """Back to no faults (in place: holders of `faults` see the change)."""
+        self.set_faults(asdict(Faults()))
+
+    def set_faults(self, values: Mapping[str, object]) -> Faults:
+        """Set the given fault fields (checked; ValueError if wrong), keep the others."""
+        unknown = set(values) - set(_FAULT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        try:
+            new = {k: _FAULT_TYPES[k].validate_python(v, strict=True) for k, v in values.items()}
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        if any(s not in range(7) for s in new.get("statuses", ())):
+            raise ValueError("statuses are publish_status values 0..6")
+        for name, value in new.items():
+            setattr(self.faults, name, value)
+        return self.faults
+
+    # -- the app ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application (built once)."""
+        if self._app is None:
+            self._app = self._build()
+        return self._app
+
+    def _build(self) -> web.Application:
+        app = web.Application(client_max_size=IMAGE_MAX + 1_048_576)
+        app.cleanup_ctx.append(self._background)
+        app.router.add_get("/cgi-bin/token", self._token)
+        api: dict[str, Handler] = {
+            "media/uploadimg": self._uploadimg,
+            "material/add_material": self._add_material,
+            "draft/add": self._draft_add,
+            "draft/get": self._draft_get,
+            "draft/delete": self._draft_delete,
+            "freepublish/submit": self._submit,
+            "freepublish/get": self._publish_get,
+            "freepublish/delete": self._publish_delete,
+            "freepublish/getarticle": self._getarticle,
+            "freepublish/batchget": self._batchget,
+            "message/mass/sendall": self._sendall,
+        }
+        for path, handler in api.items():
+            app.router.add_post(f"/cgi-bin/{path}", self._api(handler))
+        app.router.add_route("*", "/cgi-bin/{tail:.*}", self._api(self._unknown))
+        app.router.add_get("/sandbox", self._to_overview)
+        app.router.add_get("/sandbox/", self._overview)
+        app.router.add_get("/sandbox/calls.json", self._calls_json)
+        app.router.add_get("/sandbox/faults", self._faults_json)
+        app.router.add_post("/sandbox/faults", self._faults_json)
+        app.router.add_delete("/sandbox/faults", self._faults_json)
+        app.router.add_get("/s/{article_id}", self._article_page)
+        app.router.add_get("/mmbiz/{appid}/{name}", self._file)
+        return app
+
+    async def _background(self, app: web.Application) -> AsyncIterator[None]:
+        """Owns the jobs' timers and event pushes: cancelled when the app stops."""
+        yield
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- token and the checks every API call passes --------------------------------------
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if self.faults.token_delay > 0:
+            await asyncio.sleep(self.faults.token_delay)
+        query = request.query
+        account = self._accounts.get(query.get("appid", ""))
+        try:
+            if self.faults.ip_blocked:
+                raise WxError(40164, ip=request.remote or "")
+            if query.get("grant_type") != "client_credential":
+                raise WxError(40002)
+            if account is None:
+                raise WxError(40013)
+            if not secrets.compare_digest(query.get("secret", ""), account.secret):
+                raise WxError(40125)
+        except WxError as exc:
+            appid = account.appid if account else None
+            return self._answer(request, appid, exc.errcode, exc.payload)
+        account.token = secrets.token_urlsafe(96)
+        account.token_issued = self.clock()
+        self._tokens[account.token] = account.appid
+        payload = {"access_token": account.token, "expires_in": TOKEN_TTL}
+        return self._answer(request, account.appid, 0, payload)
+
+    def _api(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            appid = self._tokens.get(request.query.get("access_token", ""))
+            try:
+                account = self._check(request, appid)
+                payload = await handler(account, request)
+            except WxError as exc:
+                return self._answer(request, appid, exc.errcode, exc.payload)
+            return self._answer(request, appid, 0, payload)
+
+        return handle
+
+    def _check(self, request: web.Request, appid: str | None) -> Account:
+        """The account whose valid token the call carries, or the fault or token error."""
+        faults = self.faults
+        if faults.ip_blocked:
+            raise WxError(40164, ip=request.remote or "")
+        account = self._accounts.get(appid or "")
+        if faults.invalid_token or account is None:
+            raise WxError(40001)
+        if request.query["access_token"] != account.token:
+            raise WxError(40001)  # an older token: the newest replaced it
+        if self.clock() - account.token_issued >= TOKEN_TTL:
+            raise WxError(42001)
+        if faults.busy > 0:
+            faults.busy -= 1
+            raise WxError(-1)
+        if faults.rate_limited > 0:
+            faults.rate_limited -= 1
+            raise WxError(45011)
+        return account
+
+    def _answer(
+        self, request: web.Request, appid: str | None, errcode: int, payload: Mapping[str, object]
+    ) -> web.Response:
+        self.calls.append(Call(request.path.lstrip("/"), appid, errcode))
+        return web.json_response(payload, dumps=partial(json.dumps, ensure_ascii=False))
+
+    async def _unknown(self, account: Account, request: web.Request) -> dict[str, object]:
+        raise WxError(48001)
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    async def _uploadimg(self, account: Account, request: web.Request) -> dict[str, object]:
+        data = await _media(request)
+        kind = _image_type(data)
+        if kind is None:
+            raise WxError(40005)
+        if len(data) >= UPLOADIMG_MAX:
+            raise WxError(40009)
+        url = self._serve(account, request, kind, data)
+        account.images.append(Image(url, kind, data))
+        return {"url": url}
+
+    async def _add_material(self, account: Account, request: web.Request) -> dict[str, object]:
+        media_type = request.query.get("type", "")
+        if media_type not in MEDIA_TYPES:
+            raise WxError(40004)
+        data = await _media(request)
+        kind, url = "application/octet-stream", ""
+        if media_type in ("image", "thumb"):
+            kind = _image_type(data) or ""
+            if kind not in (
+                ("image/jpeg",) if media_type == "thumb" else ("image/jpeg", "image/png")
+            ):
+                raise WxError(40005)
+        limit = {"thumb": THUMB_MAX, "voice": VOICE_MAX}.get(media_type, IMAGE_MAX)
+        if len(data) > limit:
+            raise WxError(40009)
+        if media_type in ("image", "thumb"):
+            url = self._serve(account, request, kind, data)
+        media_id = self._new_id()
+        account.materials[media_id] = Material(media_id, media_type, url, kind, data)
+        return {"media_id": media_id, "url": url} if url else {"media_id": media_id}
+
+    def _serve(self, account: Account, request: web.Request, kind: str, data: bytes) -> str:
+        name = f"{next(self._ids)}.{'png' if kind == 'image/png' else 'jpg'}"
+        account.files[name] = (kind, data)
+        url = f"{_base_url(request)}/mmbiz/{account.appid}/{name}"
+        account.image_urls.add(url)
+        return url
+
+    # -- drafts ----------------------------------------------------------------------------
+
+    async def _draft_add(self, account: Account, request: web.Request) -> dict[str, object]:
+        articles = (await _body(request)).get("articles")
+        if not isinstance(articles, list) or not 1 <= len(articles) <= MAX_ARTICLES:
+            raise WxError(45008)
+        items = tuple(_check_item(account, _news_item(raw)) for raw in articles)
+        media_id = self._new_id()
+        account.drafts[media_id] = Draft(media_id, items, self._now())
+        return {"media_id": media_id}
+
+    async def _draft_get(self, account: Account, request: web.Request) -> dict[str, object]:
+        draft = account.drafts.get(str((await _body(request)).get("media_id")))
+        if draft is None:
+            raise WxError(40007)
+        return {"news_item": [{**asdict(item), "url": ""} for item in draft.articles]}
+
+    async def _draft_delete(self, account: Account, request: web.Request) -> dict[str, object]:
+        if account.drafts.pop(str((await _body(request)).get("media_id")), None) is None:
+            raise WxError(40007)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def _submit(self, account: Account, request: web.Request) -> dict[str, object]:
+        draft = account.drafts.pop(str((await _body(request)).get("media_id")), None)
+        if draft is None:
+            raise WxError(40007)  # unknown, deleted, or already submitted: a submit consumes it
+        statuses = list(self.faults.statuses) or [0]
+        job = PublishJob(
+            publish_id=str(2_247_483_647 + next(self._ids)),
+            articles=draft.articles,
+            statuses=statuses,
+            base_url=_base_url(request),
+            status=statuses[0],
+        )
+        account.jobs[job.publish_id] = job
+        delay = self.faults.push_after
+        if delay is not None:
+            job.step = len(statuses)  # gets no longer advance it: the timer decides
+            self._spawn(self._finish_later(account, job, delay))
+        msg_data_id = 2_247_483_647 + next(self._ids)
+        return {"errcode": 0, "errmsg": "ok", "publish_id": job.publish_id,
+                "msg_data_id": msg_data_id}  # fmt: skip
+
+    async def _finish_later(self, account: Account, job: PublishJob, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._settle(account, job, job.statuses[-1])
+
+    async def _publish_get(self, account: Account, request: web.Request) -> dict[str, object]:
+        job = account.jobs.get(str((await _body(request)).get("publish_id")))
+        if job is None:
+            raise WxError(40007)
+        if job.step < len(job.statuses):
+            job.step += 1
+            self._settle(account, job, job.statuses[job.step - 1])
+        elif not job.final and job.status != PUBLISHING:
+            self._settle(account, job, job.status)  # a timed job whose first status is final
+        payload: dict[str, object] = {"publish_id": job.publish_id,
+                                      "publish_status": job.status}  # fmt: skip
+        if job.status == 0:
+            payload["article_id"] = job.article_id
+            items = [{"idx": a.idx, "article_url": a.url} for a in self._news(account, job)]
+            payload["article_detail"] = {"count": len(items), "item": items}
+        failed = job.status not in (0, PUBLISHING)
+        payload["fail_idx"] = list(range(1, len(job.articles) + 1)) if failed else []
+        return payload
+
+    def _settle(self, account: Account, job: PublishJob, status: int) -> None:
+        """Move the job to `status`; the first final status publishes (on 0) and pushes."""
+        if job.final:
+            return
+        job.status = status
+        if status == PUBLISHING:
+            return
+        job.final = True
+        if status == 0:
+            job.article_id = secrets.token_urlsafe(24)
+            for idx, item in enumerate(job.articles, start=1):
+                url = f"{job.base_url}/s/{job.article_id}?idx={idx}"
+                article = Article(**asdict(item), article_id=job.article_id, idx=idx, url=url,
+                                  published_at=self._now())  # fmt: skip
+                account.articles.append(article)
+        if account.callback_url:
+            self._spawn(self._push(account, job))
+
+    def _news(self, account: Account, job: PublishJob) -> list[Article]:
+        return [a for a in account.articles if a.article_id == job.article_id]
+
+    async def _publish_delete(self, account: Account, request: web.Request) -> dict[str, object]:
+        body = await _body(request)
+        index = _int(body.get("index"), 0)  # 0: every article of the publish
+        articles = [
+            a
+            for a in account.articles
+            if a.article_id == body.get("article_id") and index in (0, a.idx)
+        ]
+        if not articles:
+            raise WxError(53600)
+        for article in articles:
+            article.deleted = True  # again on an already deleted one: still ok, see above
+        return {"errcode": 0, "errmsg": "ok"}
+
+    async def _getarticle(self, account: Account, request: web.Request) -> dict[str, object]:
+        article_id = (await _body(request)).get("article_id")
+        items = [_news_json(a, True) for a in account.articles if a.article_id == article_id]
+        if not items:
+            raise WxError(53600)
+        return {"news_item": items}
+
+    async def _batchget(self, account: Account, request: web.Request) -> dict[str, object]:
+        body = await _body(request)
+        offset, count = _int(body.get("offset"), 0), _int(body.get("count"), 20)
+        with_content = not _int(body.get("no_content"), 0)
+        by_id: dict[str, list[Article]] = {}
+        for article in reversed(account.articles):  # newest first
+            by_id.setdefault(article.article_id, []).append(article)
+        page = list(by_id.items())[max(offset, 0) : max(offset, 0) + min(max(count, 1), 20)]
+        items = [
+            {
+                "article_id": article_id,
+                "content": {"news_item": [_news_json(a, with_content) for a in reversed(news)]},
+                "update_time": int(news[0].published_at.timestamp()),
+            }
+            for article_id, news in page
+        ]
+        return {"total_count": len(by_id), "item_count": len(items), "item": items}
+
+    # -- mass sends ------------------------------------------------------------------------
+
+    async def _sendall(self, account: Account, request: web.Request) -> dict[str, object]:
+        body = await _body(request)
+        if body.get("msgtype") != "mpnews":
+            raise WxError(40008)
+        mpnews = body.get("mpnews")
+        draft = account.drafts.get(str(mpnews.get("media_id") if isinstance(mpnews, dict) else ""))
+        if draft is None:
+            raise WxError(40007)
+        clientmsgid = body.get("clientmsgid")
+        clientmsgid = None if clientmsgid in (None, "") else str(clientmsgid)
+        now = self._now()
+        for sent in account.mass_sends:
+            recent = (now - sent.sent_at).total_seconds() < CLIENTMSGID_TTL
+            if clientmsgid is not None and sent.clientmsgid == clientmsgid and recent:
+                raise WxError(45065, msg_id=sent.msg_id)
+        today = now.astimezone(SHANGHAI).date()
+        used = sum(1 for s in account.mass_sends if s.sent_at.astimezone(SHANGHAI).date() == today)
+        if used >= self.faults.mass_quota:
+            raise WxError(45028)
+        titles = tuple(item.title for item in draft.articles)
+        msg_id, msg_data_id = 1_000_000_000 + next(self._ids), 2_247_483_647 + next(self._ids)
+        sent = MassSend(msg_id, msg_data_id, draft.media_id, clientmsgid, titles, now)
+        account.mass_sends.append(sent)
+        return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id,
+                "msg_data_id": msg_data_id}  # fmt: skip
+
+    # -- event push ------------------------------------------------------------------------
+
+    async def _push(self, account: Account, job: PublishJob) -> None:
+        """POST the PUBLISHJOBFINISH event, signed as WeChat signs it; one try, failures logged."""
+        timestamp, nonce = str(int(self.clock())), secrets.token_hex(8)
+        parts = sorted([account.callback_token, timestamp, nonce])
+        signature = hashlib.sha1("".join(parts).encode()).hexdigest()  # noqa: S324 (WeChat's)
+        body = sandbox_page.publish_event(
+            account.gh_id, timestamp, job.publish_id, job.status, job.article_id,
+            [a.url for a in self._news(account, job)], len(job.articles),
+        )  # fmt: skip
+        params = {"signature": signature, "timestamp": timestamp, "nonce": nonce}
+        timeout = aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(
+                    account.callback_url,
+                    params=params,
+                    data=body.encode(),
+                    headers={"Content-Type": "text/xml"},
+                ) as response,
+            ):
+                await response.read()
+                if response.status >= 400:
+                    log.warning("sandbox: event push answered HTTP %s", response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("sandbox: event push failed: %s", type(exc).__name__)
+
+    # -- pages -----------------------------------------------------------------------------
+
+    async def _to_overview(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/sandbox/")
+
+    async def _overview(self, request: web.Request) -> web.Response:
+        html = sandbox_page.overview(list(self._accounts.values()), self.calls[-50:][::-1],
+                                     asdict(self.faults))  # fmt: skip
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    async def _calls_json(self, request: web.Request) -> web.Response:
+        counts = Counter(c.endpoint for c in self.calls)
+        return web.json_response({"calls": [asdict(c) for c in self.calls], "counts": counts})
+
+    async def _faults_json(self, request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            self.reset_faults()
+        elif request.method == "POST":
+            try:
+                values = await request.json()
+                if not isinstance(values, dict):
+                    raise ValueError("a JSON object of fault fields")
+                self.set_faults(values)
+            except ValueError as exc:  # json.JSONDecodeError is one
+                return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(asdict(self.faults))
+
+    async def _article_page(self, request: web.Request) -> web.Response:
+        article_id, idx = request.match_info["article_id"], request.query.get("idx", "1")
+        found = [
+            a
+            for account in self._accounts.values()
+            for a in account.articles
+            if a.article_id == article_id and str(a.idx) == idx
+        ]
+        if not found or found[0].deleted:
+            text = "该内容已被发布者删除" if found else "参数错误"
+            html, status = sandbox_page.notice(text), 404
+        else:
+            html, status = sandbox_page.article(found[0]), 200
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    async def _file(self, request: web.Request) -> web.Response:
+        account = self._accounts.get(request.match_info["appid"])
+        found = account and account.files.get(request.match_info["name"])
+        if not found:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[1], content_type=found[0])
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return secrets.token_urlsafe(32)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    """A sandbox being served: point the channel at `base_url` (no trailing slash)."""
+
+    sandbox: Sandbox
+    base_url: str
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(
+    sandbox: Sandbox | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningSandbox]:
+    """Serve `sandbox` (a new one if None) on `host`:`port` (0: a free port) until exit."""
+    sandbox = sandbox or Sandbox()
+    # A wildcard address is where it listens, not a URL a client can use.
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+    shown = wildcard.get(host, host)
+    shown = f"[{shown}]" if ":" in shown else shown
+    runner = web.AppRunner(sandbox.app(), shutdown_timeout=1.0, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        yield RunningSandbox(sandbox, f"http://{shown}:{bound}")
+    finally:
+        await runner.cleanup()
+
+
+# -- request parsing and checks -------------------------------------------------------------
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object a POST carries (wechatpy sends it without a content type)."""
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        raise WxError(47001) from None
+    if not isinstance(body, dict):
+        raise WxError(47001)
+    return body
+
+
+async def _media(request: web.Request) -> bytes:
+    """The multipart field `media`; 41005 if there is none or it is empty."""
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise WxError(40009) from None
+    field_ = form.get("media")
+    if isinstance(field_, web.FileField):
+        data = field_.file.read()
+    else:
+        data = field_.encode() if isinstance(field_, str) else bytes(field_ or b"")
+    if not data:
+        raise WxError(41005)
+    return data
+
+
+def _image_type(data: bytes) -> str | None:
+    if data.startswith(JPEG):
+        return "image/jpeg"
+    return "image/png" if data.startswith(PNG) else None
+
+
+def _int(value: object, default: int) -> int:
+    if isinstance(value, int | float | str):
+        with contextlib.suppress(ValueError):
+            return int(value)
+    return default
+
+
+def _news_item(raw: object) -> NewsItem:
+    if not isinstance(raw, dict):
+        raise WxError(47001)
+    text = {name: str(raw.get(name) or "") for name in TEXT_FIELDS}
+    return NewsItem(
+        **text,
+        need_open_comment=_int(raw.get("need_open_comment"), 0),
+        only_fans_can_comment=_int(raw.get("only_fans_can_comment"), 0),
+    )
+
+
+def _check_item(account: Account, item: NewsItem) -> NewsItem:
+    """`item` if it is within WeChat's limits, else the first limit's error, in WeChat's order."""
+    thumb = account.materials.get(item.thumb_media_id)
+    content = item.content
+    checks = (
+        (not item.title or len(item.title) > 32, 45003),
+        (len(item.author) > 16, 45110),
+        (len(item.digest) > 128, 45004),
+        (not content or len(content) >= 20_000, 45002),  # and so always under WeChat's 1 MB
+        (thumb is None or thumb.type not in ("thumb", "image"), 40007),
+        (not sandbox_page.img_sources(content) <= account.image_urls, 45166),
+        (len(item.content_source_url) > 1024, 45005),
+    )
+    for failed, errcode in checks:
+        if failed:
+            raise WxError(errcode)
+    return item
+
+
+def _news_json(article: Article, with_content: bool) -> dict[str, object]:
+    """An article as `getarticle` and `batchget` show it."""
+    news = {k: v for k, v in asdict(article).items() if k in NEWS_FIELDS}
+    if not with_content:
+        del news["content"]
+    return {**news, "url": article.url, "is_deleted": article.deleted}
