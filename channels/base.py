@@ -178,3 +178,21 @@ class ChannelContext:
 
 
 ChannelFactory = Callable[[ChannelContext], Channel]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The answer to a remote's push to `/hooks/NAME`, and what it means for deliveries.
+
+    `wake` names step values (`{"publish_id": "…"}`): the channel's deliveries awaiting
+    confirmation whose steps hold them are confirmed now instead of at their next look. The
+    push is a hint only; `confirm` still asks the remote.
+    """
+
+    status: int
+    body: str
+    wake: Mapping[str, str] = field(default_factory=dict)
+
+
+# (the channel's settings section, HTTP method, query, body) -> the answer; must not block.
+InboundHandler = Callable[[Mapping[str, Any], str, Mapping[str, str], bytes], Inbound]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from channels.base import ChannelFactory
+from channels.base import ChannelFactory, InboundHandler
 
 _SUB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -52,6 +52,8 @@ class ChannelSpec:
     plain_too: bool = False
     in_flight: int | None = None  # default deliveries in flight per worker; None: the core's
     capabilities: frozenset[Capability] = frozenset()
+    # What the remote pushes to `/hooks/NAME` (WeChat's event push), if it pushes anything.
+    inbound: InboundHandler | None = None
 
     @property
     def _env_prefix(self) -> str:

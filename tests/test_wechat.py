@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 import channels
 from channels.wechat.sandbox import RunningSandbox, Sandbox, running_sandbox
+from dispatcher.http.app import create_app
 from dispatcher.items import workflow
 from dispatcher.rules.rulebook import Rules, build_rules
 from dispatcher.settings import Settings, load_settings
@@ -262,6 +264,40 @@ async def test_body_images_are_uploaded_and_rewritten(
     row = await wechat_row(db, item_id)
     assert row.steps["images"] == {f"http://127.0.0.1:{port}/a.png": image.url}
     assert row.steps["images_left_out"] == [f"http://127.0.0.1:{port}/b.gif"]
+
+
+async def test_the_event_push_confirms_at_once(
+    db: Database, agencies: list[str], dispatch_env: dict[str, str], sandbox: RunningSandbox
+) -> None:
+    """With the account's server configuration (服务器配置) set, WeChat's PUBLISHJOBFINISH event
+    confirms the delivery long before its next look (ten minutes away here)."""
+    env = wechat_env(dispatch_env, sandbox.base_url, GONGKAI_WECHAT_FIRST_LOOK="600",
+                     GONGKAI_WECHAT_CALLBACK_TOKEN="hook-token")  # fmt: skip
+    settings = load_settings(env=env)
+    app = create_app(settings, db, redis_url=settings.storage.redis_url)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as web_client:
+        hook = str(web_client.make_url("/hooks/wechat"))
+        box = sandbox.sandbox
+        box.add_account(APPID, SECRET, callback_url=hook, callback_token="hook-token")
+        box.faults.statuses, box.faults.push_after = [1, 0], 0.2
+        # WeChat checks the URL first; a wrong signature is refused.
+        check = {"timestamp": "1700000000", "nonce": "n1", "echostr": "e-123"}
+        signed = {**check, "signature": _sign("hook-token", "1700000000", "n1")}
+        assert await (await web_client.get("/hooks/wechat", params=signed)).text() == "e-123"
+        forged = await web_client.get("/hooks/wechat", params={**check, "signature": "0" * 40})
+        assert forged.status == 403
+        assert (await web_client.post("/hooks/feeds")).status == 404
+        item_id = await publish(db, build_rules(settings))
+        async with running_worker(settings, channels.REGISTRY):
+            await wait_until(all_in(db, "published"), 15)
+    row = await wechat_row(db, item_id)
+    assert row.external_id == box.published(APPID)[0].article_id
+
+
+def _sign(token: str, timestamp: str, nonce: str) -> str:
+    import hashlib
+
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
 
 
 async def _status_is(db: Database, item_id: int, status: str) -> bool:

@@ -4,9 +4,11 @@ there (this fails loudly, naming it, if an arq release changes it)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from dispatcher.dispatch import queue
 from dispatcher.dispatch.worker import ARQ_INTERNALS, DispatchWorker, build_worker
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
@@ -32,6 +34,22 @@ def test_the_arq_internals_the_worker_stops_through_are_there(
     missing = [name for name in ARQ_INTERNALS if not hasattr(worker, name)]
     assert missing == [], f"arq's Worker no longer has {missing}: rewrite DispatchWorker.stop"
     assert isinstance(worker.tasks, dict)
+
+
+async def test_a_deferred_job_can_be_hurried_to_now(fresh_redis: str) -> None:
+    """`queue.hurry` relies on arq's queue being a sorted set scored by run time (ms)."""
+    pool = await queue.connect(fresh_redis)
+    try:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await queue.enqueue(pool, 1, "1:1:wechat", later)
+        score = await pool.zscore(queue.QUEUE, "1:1:wechat")
+        assert score is not None and abs(score - later.timestamp() * 1000) < 1000
+        assert await queue.hurry(pool, ["1:1:wechat", "9:9:absent"]) == 1
+        now_ms = datetime.now(UTC).timestamp() * 1000
+        assert abs(await pool.zscore(queue.QUEUE, "1:1:wechat") - now_ms) < 5000
+        assert await pool.zscore(queue.QUEUE, "9:9:absent") is None  # never adds a job
+    finally:
+        await pool.aclose()
 
 
 async def test_stopping_with_a_job_in_flight_keeps_its_lease_and_loses_nothing(

@@ -14,6 +14,7 @@ from channels.files import site_base_url
 from channels.registry import Capability, ChannelSpec
 from channels.wechat.api import WechatApi
 from channels.wechat.channel import WechatChannel
+from channels.wechat.events import receive
 from channels.wechat.settings import WechatSettings
 
 BUILT_IN_COVER = Path(__file__).with_name("cover.jpg")
@@ -60,4 +61,5 @@ SPEC = ChannelSpec(
     plain_too=True,
     in_flight=4,  # WeChat limits calls per minute; a few articles at a time is plenty
     capabilities=frozenset({Capability.CONFIRM, Capability.STEPS}),
+    inbound=receive,
 )

@@ -41,209 +41,92 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, get_type_hints
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from channels.base import SHANGHAI
 from channels.wechat import sandbox_page
+from channels.wechat.sandbox_records import (
+    CLIENTMSGID_TTL,
+    ERRMSG,
+    FAULT_TYPES,
+    IMAGE_MAX,
+    JPEG,
+    MAX_ARTICLES,
+    MEDIA_TYPES,
+    NEWS_FIELDS,
+    PNG,
+    PUBLISHING,
+    TEXT_FIELDS,
+    THUMB_MAX,
+    TOKEN_TTL,
+    UPLOADIMG_MAX,
+    VOICE_MAX,
+    Account,
+    Article,
+    Call,
+    Draft,
+    Faults,
+    Image,
+    MassSend,
+    Material,
+    NewsItem,
+    PublishJob,
+    WxError,
+    check_item,
+    image_type,
+    int_or,
+    new_id,
+    news_item,
+    news_json,
+)
+
+__all__ = [
+    "CLIENTMSGID_TTL",
+    "ERRMSG",
+    "IMAGE_MAX",
+    "JPEG",
+    "MAX_ARTICLES",
+    "MEDIA_TYPES",
+    "NEWS_FIELDS",
+    "PNG",
+    "PUBLISHING",
+    "PUSH_TIMEOUT",
+    "SANDBOX_APPID",
+    "SANDBOX_SECRET",
+    "TEXT_FIELDS",
+    "THUMB_MAX",
+    "TOKEN_TTL",
+    "UPLOADIMG_MAX",
+    "VOICE_MAX",
+    "Account",
+    "Article",
+    "Call",
+    "Draft",
+    "Faults",
+    "Handler",
+    "Image",
+    "MassSend",
+    "Material",
+    "NewsItem",
+    "PublishJob",
+    "RunningSandbox",
+    "Sandbox",
+    "WxError",
+    "running_sandbox",
+]
 
 log = logging.getLogger(__name__)
 
 SANDBOX_APPID = "wxsandbox0000000001"
 SANDBOX_SECRET = "sandbox-secret"  # noqa: S105 (the sandbox's public default)
-TOKEN_TTL = 7200  # seconds a token is valid
-UPLOADIMG_MAX = 1_048_576  # body images must be smaller than 1 MB
-THUMB_MAX = 65_536  # thumb materials: at most 64 KB
-IMAGE_MAX = 10 * 1_048_576  # image (and video) materials: at most 10 MB
-VOICE_MAX = 2 * 1_048_576
-MAX_ARTICLES = 8  # articles in one draft
-CLIENTMSGID_TTL = 24 * 3600  # seconds a mass send's clientmsgid stays taken
 PUSH_TIMEOUT = 5.0  # seconds for one event push; a failed push is not repeated
-PUBLISHING = 1  # the one publish_status that is not final
-JPEG, PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
-MEDIA_TYPES = {"image", "thumb", "voice", "video"}
-TEXT_FIELDS = ("title", "author", "digest", "content", "content_source_url", "thumb_media_id")
-NEWS_FIELDS = (*TEXT_FIELDS, "need_open_comment", "only_fans_can_comment")
-
-ERRMSG = {
-    -1: "system error",
-    40001: "invalid credential, access_token is invalid or not latest",
-    40002: "invalid grant_type",
-    40004: "invalid media type",
-    40005: "invalid file type",
-    40007: "invalid media_id",
-    40008: "invalid message type",
-    40009: "invalid image size",
-    40013: "invalid appid",
-    40125: "invalid appsecret",
-    40164: "invalid ip {ip}, not in whitelist",
-    41005: "media data missing",
-    42001: "access_token expired",
-    45002: "content size out of limit",
-    45003: "title size out of limit",
-    45004: "description size out of limit",
-    45005: "url size out of limit",
-    45008: "article size out of limit",
-    45011: "api minute-quota reach limit mustslower retry next minute",
-    45028: "has no masssend quota",
-    45065: "clientmsgid exist",
-    45110: "author size out of limit",
-    45166: "invalid content",
-    47001: "data format error",
-    48001: "api unauthorized",
-    53600: "Article ID 无效",
-}
-
-
-class WxError(Exception):
-    """A WeChat error answer: `errcode`, its `errmsg`, and any further fields of the answer."""
-
-    def __init__(self, errcode: int, ip: str = "", **extra: object) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
-        self.payload: dict[str, object] = {
-            "errcode": errcode,
-            "errmsg": ERRMSG[errcode].format(ip=ip),
-            **extra,
-        }
-
-
-@dataclass
-class Faults:
-    """Fault switches; settable from Python and via `POST /sandbox/faults`."""
-
-    busy: int = 0  # the next N API calls (not token) answer -1 "system error"
-    rate_limited: int = 0  # the next N API calls answer 45011
-    invalid_token: bool = False  # every API call (not token) answers 40001
-    token_delay: float = 0.0  # seconds the token endpoint waits before answering
-    ip_blocked: bool = False  # token and API calls answer 40164
-    statuses: list[int] = field(default_factory=lambda: [PUBLISHING, 0])  # a new job's steps
-    push_after: float | None = None  # a job turns final by itself this long after submit
-    mass_quota: int = 1  # mass sends per account per Beijing day
-
-
-_FAULT_TYPES = {name: TypeAdapter(hint) for name, hint in get_type_hints(Faults).items()}
-
-
-@dataclass(frozen=True)
-class Call:
-    """One `cgi-bin/` request: its endpoint, the account its token (or appid) names, the answer."""
-
-    endpoint: str  # "cgi-bin/draft/add"
-    appid: str | None
-    errcode: int  # 0 on success
-
-
-@dataclass(frozen=True)
-class Image:
-    """A body image uploaded with `media/uploadimg`, served at `url`."""
-
-    url: str
-    content_type: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Material:
-    """A permanent material from `material/add_material` (`type` "thumb", "image", ...)."""
-
-    media_id: str
-    type: str
-    url: str  # "" for voice and video
-    content_type: str
-    data: bytes
-
-
-@dataclass
-class NewsItem:
-    """One article of a draft, as `draft/add` received it."""
-
-    title: str
-    author: str
-    digest: str
-    content: str
-    content_source_url: str
-    thumb_media_id: str
-    need_open_comment: int = 0
-    only_fans_can_comment: int = 0
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A draft waiting in the draft box (`draft/add`, not yet submitted or deleted)."""
-
-    media_id: str
-    articles: tuple[NewsItem, ...]
-    created_at: datetime
-
-
-@dataclass(kw_only=True)
-class Article(NewsItem):
-    """A published article: item `idx` (from 1) of the publish job that made `article_id`."""
-
-    article_id: str
-    idx: int
-    url: str
-    published_at: datetime
-    deleted: bool = False
-
-
-@dataclass(frozen=True)
-class MassSend:
-    """A mass send (群发) that was accepted."""
-
-    msg_id: int
-    msg_data_id: int
-    media_id: str
-    clientmsgid: str | None
-    titles: tuple[str, ...]
-    sent_at: datetime
-
-
-@dataclass
-class PublishJob:
-    """A `freepublish/submit` and where it is along its `statuses`."""
-
-    publish_id: str
-    articles: tuple[NewsItem, ...]
-    statuses: list[int]
-    base_url: str  # of the submit request: the article URLs are built on it
-    status: int
-    step: int = 0  # the next index into `statuses` a get answers
-    final: bool = False
-    article_id: str | None = None
-
-
-@dataclass
-class Account:
-    """One official account and everything it received."""
-
-    appid: str
-    secret: str
-    callback_url: str = ""
-    callback_token: str = ""
-    token: str | None = None
-    token_issued: float = 0.0
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (type, data)
-    image_urls: set[str] = field(default_factory=set)  # may appear in article content
-    images: list[Image] = field(default_factory=list)
-    materials: dict[str, Material] = field(default_factory=dict)
-    drafts: dict[str, Draft] = field(default_factory=dict)
-    jobs: dict[str, PublishJob] = field(default_factory=dict)
-    articles: list[Article] = field(default_factory=list)
-    mass_sends: list[MassSend] = field(default_factory=list)
-
-    @property
-    def gh_id(self) -> str:
-        """The account's original id (ToUserName of pushed events)."""
-        return "gh_" + hashlib.sha1(self.appid.encode()).hexdigest()[:12]  # noqa: S324
-
 
 Handler = Callable[[Account, web.Request], Awaitable[dict[str, object]]]
 
@@ -314,11 +197,11 @@ class Sandbox:
 
     def set_faults(self, values: Mapping[str, object]) -> Faults:
         """Set the given fault fields (checked; ValueError if wrong), keep the others."""
-        unknown = set(values) - set(_FAULT_TYPES)
+        unknown = set(values) - set(FAULT_TYPES)
         if unknown:
             raise ValueError(f"unknown faults: {sorted(unknown)}")
         try:
-            new = {k: _FAULT_TYPES[k].validate_python(v, strict=True) for k, v in values.items()}
+            new = {k: FAULT_TYPES[k].validate_python(v, strict=True) for k, v in values.items()}
         except ValidationError as exc:
             raise ValueError(str(exc)) from None
         if any(s not in range(7) for s in new.get("statuses", ())):
@@ -448,7 +331,7 @@ class Sandbox:
 
     async def _uploadimg(self, account: Account, request: web.Request) -> dict[str, object]:
         data = await _media(request)
-        kind = _image_type(data)
+        kind = image_type(data)
         if kind is None:
             raise WxError(40005)
         if len(data) >= UPLOADIMG_MAX:
@@ -464,7 +347,7 @@ class Sandbox:
         data = await _media(request)
         kind, url = "application/octet-stream", ""
         if media_type in ("image", "thumb"):
-            kind = _image_type(data) or ""
+            kind = image_type(data) or ""
             if kind not in (
                 ("image/jpeg",) if media_type == "thumb" else ("image/jpeg", "image/png")
             ):
@@ -474,7 +357,7 @@ class Sandbox:
             raise WxError(40009)
         if media_type in ("image", "thumb"):
             url = self._serve(account, request, kind, data)
-        media_id = self._new_id()
+        media_id = new_id()
         account.materials[media_id] = Material(media_id, media_type, url, kind, data)
         return {"media_id": media_id, "url": url} if url else {"media_id": media_id}
 
@@ -491,8 +374,8 @@ class Sandbox:
         articles = (await _body(request)).get("articles")
         if not isinstance(articles, list) or not 1 <= len(articles) <= MAX_ARTICLES:
             raise WxError(45008)
-        items = tuple(_check_item(account, _news_item(raw)) for raw in articles)
-        media_id = self._new_id()
+        items = tuple(check_item(account, news_item(raw)) for raw in articles)
+        media_id = new_id()
         account.drafts[media_id] = Draft(media_id, items, self._now())
         return {"media_id": media_id}
 
@@ -576,7 +459,7 @@ class Sandbox:
 
     async def _publish_delete(self, account: Account, request: web.Request) -> dict[str, object]:
         body = await _body(request)
-        index = _int(body.get("index"), 0)  # 0: every article of the publish
+        index = int_or(body.get("index"), 0)  # 0: every article of the publish
         articles = [
             a
             for a in account.articles
@@ -590,15 +473,15 @@ class Sandbox:
 
     async def _getarticle(self, account: Account, request: web.Request) -> dict[str, object]:
         article_id = (await _body(request)).get("article_id")
-        items = [_news_json(a, True) for a in account.articles if a.article_id == article_id]
+        items = [news_json(a, True) for a in account.articles if a.article_id == article_id]
         if not items:
             raise WxError(53600)
         return {"news_item": items}
 
     async def _batchget(self, account: Account, request: web.Request) -> dict[str, object]:
         body = await _body(request)
-        offset, count = _int(body.get("offset"), 0), _int(body.get("count"), 20)
-        with_content = not _int(body.get("no_content"), 0)
+        offset, count = int_or(body.get("offset"), 0), int_or(body.get("count"), 20)
+        with_content = not int_or(body.get("no_content"), 0)
         by_id: dict[str, list[Article]] = {}
         for article in reversed(account.articles):  # newest first
             by_id.setdefault(article.article_id, []).append(article)
@@ -606,7 +489,7 @@ class Sandbox:
         items = [
             {
                 "article_id": article_id,
-                "content": {"news_item": [_news_json(a, with_content) for a in reversed(news)]},
+                "content": {"news_item": [news_json(a, with_content) for a in reversed(news)]},
                 "update_time": int(news[0].published_at.timestamp()),
             }
             for article_id, news in page
@@ -721,9 +604,6 @@ class Sandbox:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _new_id(self) -> str:
-        return secrets.token_urlsafe(32)
-
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
@@ -789,54 +669,3 @@ async def _media(request: web.Request) -> bytes:
     if not data:
         raise WxError(41005)
     return data
-
-
-def _image_type(data: bytes) -> str | None:
-    if data.startswith(JPEG):
-        return "image/jpeg"
-    return "image/png" if data.startswith(PNG) else None
-
-
-def _int(value: object, default: int) -> int:
-    if isinstance(value, int | float | str):
-        with contextlib.suppress(ValueError):
-            return int(value)
-    return default
-
-
-def _news_item(raw: object) -> NewsItem:
-    if not isinstance(raw, dict):
-        raise WxError(47001)
-    text = {name: str(raw.get(name) or "") for name in TEXT_FIELDS}
-    return NewsItem(
-        **text,
-        need_open_comment=_int(raw.get("need_open_comment"), 0),
-        only_fans_can_comment=_int(raw.get("only_fans_can_comment"), 0),
-    )
-
-
-def _check_item(account: Account, item: NewsItem) -> NewsItem:
-    """`item` if it is within WeChat's limits, else the first limit's error, in WeChat's order."""
-    thumb = account.materials.get(item.thumb_media_id)
-    content = item.content
-    checks = (
-        (not item.title or len(item.title) > 32, 45003),
-        (len(item.author) > 16, 45110),
-        (len(item.digest) > 128, 45004),
-        (not content or len(content) >= 20_000, 45002),  # and so always under WeChat's 1 MB
-        (thumb is None or thumb.type not in ("thumb", "image"), 40007),
-        (not sandbox_page.img_sources(content) <= account.image_urls, 45166),
-        (len(item.content_source_url) > 1024, 45005),
-    )
-    for failed, errcode in checks:
-        if failed:
-            raise WxError(errcode)
-    return item
-
-
-def _news_json(article: Article, with_content: bool) -> dict[str, object]:
-    """An article as `getarticle` and `batchget` show it."""
-    news = {k: v for k, v in asdict(article).items() if k in NEWS_FIELDS}
-    if not with_content:
-        del news["content"]
-    return {**news, "url": article.url, "is_deleted": article.deleted}

@@ -6,14 +6,13 @@ The environment sets them too: `GONGKAI_WECHAT_APPID`, `GONGKAI_WECHAT_ZRZY_SECR
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 DEFAULT_API_BASE = "https://api.weixin.qq.com"
 # 统一社会信用代码: the agencies whose items an account carries
 _CREDIT_CODE = r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class WechatSettings(BaseModel):
@@ -35,9 +34,6 @@ class WechatSettings(BaseModel):
     first_look: float = Field(default=3.0, ge=0.05, le=600)
     # The token the account's server configuration (服务器配置) signs its event pushes with.
     callback_token: str = Field(default="", repr=False)
-    # "digest": followers get the day's articles as one mass send (群发) at `digest_at`.
-    notify: Literal["none", "digest"] = "none"
-    digest_at: str = "20:00"  # Beijing time, HH:MM
 
     @field_validator("agencies", mode="before")
     @classmethod
@@ -53,10 +49,3 @@ class WechatSettings(BaseModel):
         if not re.match(r"^https?://[^/?#\s]+$", value.rstrip("/")):
             raise ValueError("must be an http(s) scheme and host, e.g. https://api.weixin.qq.com")
         return value.rstrip("/")
-
-    @field_validator("digest_at")
-    @classmethod
-    def _clock(cls, value: str) -> str:
-        if not _CLOCK.match(value):
-            raise ValueError("must be a Beijing time as HH:MM, e.g. 20:00")
-        return value

@@ -374,3 +374,27 @@ async def retry_by_hand(db: Database, actor: Actor, delivery_id: int) -> tuple[i
         )  # fmt: skip
         await ledger.append_many(conn, [event])
     return delivery_id, delivery_key(row.item_id, row.version, row.channel)
+
+
+async def confirm_now(db: Database, channel: str, wake: Mapping[str, str]) -> list[str]:
+    """The channel's deliveries awaiting confirmation whose steps hold `wake`'s values become
+    due now (a remote's push said they are done); their job keys, to run them now."""
+    if not wake:
+        return []
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        rows = await conn.execute(
+            sa.select(deliveries.c.id, deliveries.c.item_id, deliveries.c.version,
+                      deliveries.c.steps)
+            .where(deliveries.c.channel == channel,
+                   deliveries.c.status == DeliveryStatus.CONFIRMING)
+        )  # fmt: skip
+        woken = [r for r in rows if all((r.steps or {}).get(k) == v for k, v in wake.items())]
+        if woken:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_([r.id for r in woken]),
+                       deliveries.c.status == DeliveryStatus.CONFIRMING)
+                .values(next_attempt_at=now, updated_at=now)
+            )  # fmt: skip
+    return [delivery_key(r.item_id, r.version, channel) for r in woken]

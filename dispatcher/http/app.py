@@ -14,7 +14,7 @@ from aiohttp import web
 
 from dispatcher.dispatch import queue as queues
 from dispatcher.errors import GongkaiError
-from dispatcher.http import api_deliveries, api_items, probes, public, search_page
+from dispatcher.http import api_deliveries, api_items, hooks, probes, public, search_page
 from dispatcher.http.deps import DEPS, Deps
 from dispatcher.http.responses import problem
 from dispatcher.rules.rulebook import Rules, build_rules
@@ -85,6 +85,7 @@ def create_app(
     api_items.add_routes(app)
     api_deliveries.add_routes(app)
     probes.add_routes(app)
+    hooks.add_routes(app)
     search_page.add_routes(app)
     public.add_routes(app)
     return app
