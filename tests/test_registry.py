@@ -160,3 +160,28 @@ def test_concurrency_comes_from_the_entry_unless_configured() -> None:
         update={"dispatch": settings.dispatch.model_copy(update={"concurrency": {"feeds": 2}})}
     )
     assert build_channels(tuned, CATALOGUE, channels.REGISTRY, None)["feeds"].concurrency == 2
+
+
+def test_a_plain_and_named_accounts_read_from_the_file(tmp_path: Any) -> None:
+    config = tmp_path / "gongkai.toml"
+    config.write_text(
+        '[channels]\nenabled = ["website", "wechat", "wechat:zrzy"]\n'
+        '[channels.wechat]\nappid = "wx1"\nsecret = "s1"\n'
+        '[channels.wechat.zrzy]\nappid = "wx2"\nsecret = "s2"\nagencies = ["11990100MB0000002B"]\n'
+        '[channels.wechat.bad]\nappid = "wx3"\ncolour = "red"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError, match=r"channels.wechat.accounts.bad.colour: Extra inputs"):
+        load_settings(env={"GONGKAI_CONFIG": str(config)})
+    config.write_text(config.read_text("utf-8").split("[channels.wechat.bad]")[0], "utf-8")
+    settings = load_settings(
+        env={"GONGKAI_CONFIG": str(config), "GONGKAI_WECHAT_ZRZY_SECRET": "s9"}
+    )
+    settings.check_channels()
+    assert settings.channels.section("wechat").model_dump()["appid"] == "wx1"
+    zrzy = settings.channels.section("wechat:zrzy").model_dump()
+    assert (zrzy["appid"], zrzy["secret"], zrzy["agencies"]) == (
+        "wx2",
+        "s9",
+        ("11990100MB0000002B",),
+    )

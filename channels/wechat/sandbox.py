@@ -27,16 +27,17 @@ publish outcomes); they are settable from Python and over HTTP (`/sandbox/faults
 shows in Chinese what each account received; `/s/{article_id}` serves a published article. The
 app must be served at the root of its own server: URLs it hands out are built from the request's
 host. `calls` records every `cgi-bin/` request, not the pages.
+
+This module holds the handlers. The records, WeChat's limits and checks are `sandbox_records`
+(re-exported here), request reading and the event push `sandbox_http`, the markup `sandbox_page`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
-import logging
 import secrets
 import time
 from collections import Counter
@@ -46,16 +47,19 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 
-from channels.base import SHANGHAI
 from channels.wechat import sandbox_page
+from channels.wechat.sandbox_http import (
+    PUSH_TIMEOUT,
+    base_url,
+    json_body,
+    media_bytes,
+    push_event,
+)
 from channels.wechat.sandbox_records import (
     CLIENTMSGID_TTL,
     ERRMSG,
-    FAULT_TYPES,
     IMAGE_MAX,
     JPEG,
     MAX_ARTICLES,
@@ -80,6 +84,8 @@ from channels.wechat.sandbox_records import (
     PublishJob,
     WxError,
     check_item,
+    check_mass_send,
+    checked_faults,
     image_type,
     int_or,
     new_id,
@@ -122,11 +128,8 @@ __all__ = [
     "running_sandbox",
 ]
 
-log = logging.getLogger(__name__)
-
 SANDBOX_APPID = "wxsandbox0000000001"
 SANDBOX_SECRET = "sandbox-secret"  # noqa: S105 (the sandbox's public default)
-PUSH_TIMEOUT = 5.0  # seconds for one event push; a failed push is not repeated
 
 Handler = Callable[[Account, web.Request], Awaitable[dict[str, object]]]
 
@@ -197,15 +200,7 @@ class Sandbox:
 
     def set_faults(self, values: Mapping[str, object]) -> Faults:
         """Set the given fault fields (checked; ValueError if wrong), keep the others."""
-        unknown = set(values) - set(FAULT_TYPES)
-        if unknown:
-            raise ValueError(f"unknown faults: {sorted(unknown)}")
-        try:
-            new = {k: FAULT_TYPES[k].validate_python(v, strict=True) for k, v in values.items()}
-        except ValidationError as exc:
-            raise ValueError(str(exc)) from None
-        if any(s not in range(7) for s in new.get("statuses", ())):
-            raise ValueError("statuses are publish_status values 0..6")
+        new = checked_faults(values)
         for name, value in new.items():
             setattr(self.faults, name, value)
         return self.faults
@@ -330,7 +325,7 @@ class Sandbox:
     # -- uploads ---------------------------------------------------------------------------
 
     async def _uploadimg(self, account: Account, request: web.Request) -> dict[str, object]:
-        data = await _media(request)
+        data = await media_bytes(request)
         kind = image_type(data)
         if kind is None:
             raise WxError(40005)
@@ -344,7 +339,7 @@ class Sandbox:
         media_type = request.query.get("type", "")
         if media_type not in MEDIA_TYPES:
             raise WxError(40004)
-        data = await _media(request)
+        data = await media_bytes(request)
         kind, url = "application/octet-stream", ""
         if media_type in ("image", "thumb"):
             kind = image_type(data) or ""
@@ -364,14 +359,14 @@ class Sandbox:
     def _serve(self, account: Account, request: web.Request, kind: str, data: bytes) -> str:
         name = f"{next(self._ids)}.{'png' if kind == 'image/png' else 'jpg'}"
         account.files[name] = (kind, data)
-        url = f"{_base_url(request)}/mmbiz/{account.appid}/{name}"
+        url = f"{base_url(request)}/mmbiz/{account.appid}/{name}"
         account.image_urls.add(url)
         return url
 
     # -- drafts ----------------------------------------------------------------------------
 
     async def _draft_add(self, account: Account, request: web.Request) -> dict[str, object]:
-        articles = (await _body(request)).get("articles")
+        articles = (await json_body(request)).get("articles")
         if not isinstance(articles, list) or not 1 <= len(articles) <= MAX_ARTICLES:
             raise WxError(45008)
         items = tuple(check_item(account, news_item(raw)) for raw in articles)
@@ -380,20 +375,20 @@ class Sandbox:
         return {"media_id": media_id}
 
     async def _draft_get(self, account: Account, request: web.Request) -> dict[str, object]:
-        draft = account.drafts.get(str((await _body(request)).get("media_id")))
+        draft = account.drafts.get(str((await json_body(request)).get("media_id")))
         if draft is None:
             raise WxError(40007)
         return {"news_item": [{**asdict(item), "url": ""} for item in draft.articles]}
 
     async def _draft_delete(self, account: Account, request: web.Request) -> dict[str, object]:
-        if account.drafts.pop(str((await _body(request)).get("media_id")), None) is None:
+        if account.drafts.pop(str((await json_body(request)).get("media_id")), None) is None:
             raise WxError(40007)
         return {"errcode": 0, "errmsg": "ok"}
 
     # -- publishing ------------------------------------------------------------------------
 
     async def _submit(self, account: Account, request: web.Request) -> dict[str, object]:
-        draft = account.drafts.pop(str((await _body(request)).get("media_id")), None)
+        draft = account.drafts.pop(str((await json_body(request)).get("media_id")), None)
         if draft is None:
             raise WxError(40007)  # unknown, deleted, or already submitted: a submit consumes it
         statuses = list(self.faults.statuses) or [0]
@@ -401,7 +396,7 @@ class Sandbox:
             publish_id=str(2_247_483_647 + next(self._ids)),
             articles=draft.articles,
             statuses=statuses,
-            base_url=_base_url(request),
+            base_url=base_url(request),
             status=statuses[0],
         )
         account.jobs[job.publish_id] = job
@@ -418,7 +413,7 @@ class Sandbox:
         self._settle(account, job, job.statuses[-1])
 
     async def _publish_get(self, account: Account, request: web.Request) -> dict[str, object]:
-        job = account.jobs.get(str((await _body(request)).get("publish_id")))
+        job = account.jobs.get(str((await json_body(request)).get("publish_id")))
         if job is None:
             raise WxError(40007)
         if job.step < len(job.statuses):
@@ -452,13 +447,14 @@ class Sandbox:
                                   published_at=self._now())  # fmt: skip
                 account.articles.append(article)
         if account.callback_url:
-            self._spawn(self._push(account, job))
+            urls = [a.url for a in self._news(account, job)]
+            self._spawn(push_event(account, job, urls, self.clock))
 
     def _news(self, account: Account, job: PublishJob) -> list[Article]:
         return [a for a in account.articles if a.article_id == job.article_id]
 
     async def _publish_delete(self, account: Account, request: web.Request) -> dict[str, object]:
-        body = await _body(request)
+        body = await json_body(request)
         index = int_or(body.get("index"), 0)  # 0: every article of the publish
         articles = [
             a
@@ -472,14 +468,14 @@ class Sandbox:
         return {"errcode": 0, "errmsg": "ok"}
 
     async def _getarticle(self, account: Account, request: web.Request) -> dict[str, object]:
-        article_id = (await _body(request)).get("article_id")
+        article_id = (await json_body(request)).get("article_id")
         items = [news_json(a, True) for a in account.articles if a.article_id == article_id]
         if not items:
             raise WxError(53600)
         return {"news_item": items}
 
     async def _batchget(self, account: Account, request: web.Request) -> dict[str, object]:
-        body = await _body(request)
+        body = await json_body(request)
         offset, count = int_or(body.get("offset"), 0), int_or(body.get("count"), 20)
         with_content = not int_or(body.get("no_content"), 0)
         by_id: dict[str, list[Article]] = {}
@@ -499,7 +495,7 @@ class Sandbox:
     # -- mass sends ------------------------------------------------------------------------
 
     async def _sendall(self, account: Account, request: web.Request) -> dict[str, object]:
-        body = await _body(request)
+        body = await json_body(request)
         if body.get("msgtype") != "mpnews":
             raise WxError(40008)
         mpnews = body.get("mpnews")
@@ -509,49 +505,13 @@ class Sandbox:
         clientmsgid = body.get("clientmsgid")
         clientmsgid = None if clientmsgid in (None, "") else str(clientmsgid)
         now = self._now()
-        for sent in account.mass_sends:
-            recent = (now - sent.sent_at).total_seconds() < CLIENTMSGID_TTL
-            if clientmsgid is not None and sent.clientmsgid == clientmsgid and recent:
-                raise WxError(45065, msg_id=sent.msg_id)
-        today = now.astimezone(SHANGHAI).date()
-        used = sum(1 for s in account.mass_sends if s.sent_at.astimezone(SHANGHAI).date() == today)
-        if used >= self.faults.mass_quota:
-            raise WxError(45028)
+        check_mass_send(account, clientmsgid, now, self.faults.mass_quota)
         titles = tuple(item.title for item in draft.articles)
         msg_id, msg_data_id = 1_000_000_000 + next(self._ids), 2_247_483_647 + next(self._ids)
         sent = MassSend(msg_id, msg_data_id, draft.media_id, clientmsgid, titles, now)
         account.mass_sends.append(sent)
         return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id,
                 "msg_data_id": msg_data_id}  # fmt: skip
-
-    # -- event push ------------------------------------------------------------------------
-
-    async def _push(self, account: Account, job: PublishJob) -> None:
-        """POST the PUBLISHJOBFINISH event, signed as WeChat signs it; one try, failures logged."""
-        timestamp, nonce = str(int(self.clock())), secrets.token_hex(8)
-        parts = sorted([account.callback_token, timestamp, nonce])
-        signature = hashlib.sha1("".join(parts).encode()).hexdigest()  # noqa: S324 (WeChat's)
-        body = sandbox_page.publish_event(
-            account.gh_id, timestamp, job.publish_id, job.status, job.article_id,
-            [a.url for a in self._news(account, job)], len(job.articles),
-        )  # fmt: skip
-        params = {"signature": signature, "timestamp": timestamp, "nonce": nonce}
-        timeout = aiohttp.ClientTimeout(total=PUSH_TIMEOUT)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(
-                    account.callback_url,
-                    params=params,
-                    data=body.encode(),
-                    headers={"Content-Type": "text/xml"},
-                ) as response,
-            ):
-                await response.read()
-                if response.status >= 400:
-                    log.warning("sandbox: event push answered HTTP %s", response.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("sandbox: event push failed: %s", type(exc).__name__)
 
     # -- pages -----------------------------------------------------------------------------
 
@@ -635,37 +595,3 @@ async def running_sandbox(
         yield RunningSandbox(sandbox, f"http://{shown}:{bound}")
     finally:
         await runner.cleanup()
-
-
-# -- request parsing and checks -------------------------------------------------------------
-
-
-def _base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object a POST carries (wechatpy sends it without a content type)."""
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise WxError(47001) from None
-    if not isinstance(body, dict):
-        raise WxError(47001)
-    return body
-
-
-async def _media(request: web.Request) -> bytes:
-    """The multipart field `media`; 41005 if there is none or it is empty."""
-    try:
-        form = await request.post()
-    except web.HTTPRequestEntityTooLarge:
-        raise WxError(40009) from None
-    field_ = form.get("media")
-    if isinstance(field_, web.FileField):
-        data = field_.file.read()
-    else:
-        data = field_.encode() if isinstance(field_, str) else bytes(field_ or b"")
-    if not data:
-        raise WxError(41005)
-    return data

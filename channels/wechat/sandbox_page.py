@@ -3,8 +3,8 @@ it finds in article content.
 
 Pages are Jinja2 templates with autoescaping, so a title like `<b>…</b>` shows as text. An
 article's content is shown as given, as WeChat shows it: the sender has sanitized it. The
-functions take the sandbox's records by attribute (`channels.wechat.sandbox`), which this module
-does not import, so the two stay one-way.
+functions take the sandbox's records by attribute (`channels.wechat.sandbox_records`), which this
+module does not import, so the two stay one-way.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ The records are plain dataclasses the handlers of `channels.wechat.sandbox` muta
 `sandbox_page` renders by attribute; `WxError` is how a handler answers one of WeChat's error
 codes (HTTP 200 with `errcode`/`errmsg`). The checks hold no state and touch no request, so a
 rule such as "a title is at most 32 characters" lives here once, next to the record it limits.
+`Faults` is here too: the switches are a record, checked (`checked_faults`) like the others.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
+from channels.base import SHANGHAI
 from channels.wechat import sandbox_page
 
 TOKEN_TTL = 7200  # seconds a token is valid
@@ -89,7 +92,24 @@ class Faults:
     mass_quota: int = 1  # mass sends per account per Beijing day
 
 
-FAULT_TYPES = {name: TypeAdapter(hint) for name, hint in get_type_hints(Faults).items()}
+_FAULT_TYPES = {name: TypeAdapter(hint) for name, hint in get_type_hints(Faults).items()}
+
+
+def checked_faults(values: Mapping[str, object]) -> dict[str, Any]:
+    """`values` for fields of `Faults`, each strictly of its type; ValueError says what is wrong.
+
+    Strict: `"busy": "3"` (over HTTP, say) is refused, not read as 3.
+    """
+    unknown = set(values) - set(_FAULT_TYPES)
+    if unknown:
+        raise ValueError(f"unknown faults: {sorted(unknown)}")
+    try:
+        new = {k: _FAULT_TYPES[k].validate_python(v, strict=True) for k, v in values.items()}
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    if any(s not in range(7) for s in new.get("statuses", ())):
+        raise ValueError("statuses are publish_status values 0..6")
+    return new
 
 
 @dataclass(frozen=True)
@@ -250,6 +270,22 @@ def check_item(account: Account, item: NewsItem) -> NewsItem:
         if failed:
             raise WxError(errcode)
     return item
+
+
+def check_mass_send(account: Account, clientmsgid: str | None, now: datetime, quota: int) -> None:
+    """Nothing if `account` may mass-send at `now`, else WeChat's refusal.
+
+    45065 (naming the earlier send) if `clientmsgid` was taken within 24 hours; 45028 if the
+    account has sent `quota` times this Beijing day.
+    """
+    for sent in account.mass_sends:
+        recent = (now - sent.sent_at).total_seconds() < CLIENTMSGID_TTL
+        if clientmsgid is not None and sent.clientmsgid == clientmsgid and recent:
+            raise WxError(45065, msg_id=sent.msg_id)
+    today = now.astimezone(SHANGHAI).date()
+    used = sum(1 for s in account.mass_sends if s.sent_at.astimezone(SHANGHAI).date() == today)
+    if used >= quota:
+        raise WxError(45028)
 
 
 def news_json(article: Article, with_content: bool) -> dict[str, object]:
