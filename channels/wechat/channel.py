@@ -17,7 +17,6 @@ edited); once it is live the one it replaces is deleted. A withdrawal deletes th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +35,11 @@ from channels.base import (
 from channels.paths import item_file
 from channels.wechat.api import WechatApi, WechatRefused, upload
 from channels.wechat.article import build_article, image_sources, with_images
+from channels.wechat.tokens import TokenStore
 
 IMAGE_MAX = 1_048_576  # media/uploadimg: jpg or png under 1 MB
 GONE = {40007, 53600}  # freepublish/delete, draft/get: no such article or draft (any longer)
+COVER_KEPT = 30 * 86400  # seconds the cover's material id is reused before it is uploaded anew
 LOOK_CAP = 300.0  # seconds: the longest wait between two looks at a publish job
 STATUS = {
     2: "originality check failed (原创声明失败)",
@@ -73,13 +74,10 @@ class WechatChannel:
         self.author = author
         self.agencies = frozenset(agencies)
         self.step_store = steps
-        self.redis = redis
         self.first_look = first_look
-        self._thumb: str | None = None
-        self._thumb_lock = asyncio.Lock()  # concurrent first articles upload the cover once
-        self._thumb_key = (
-            f"gongkai:wechat:{api.appid}:thumb:{hashlib.sha256(cover).hexdigest()[:20]}"
-        )
+        digest = hashlib.sha256(cover).hexdigest()[:20]
+        # Uploaded once per account and cover, by one worker; the others wait for its id.
+        self.thumbs = TokenStore(api.appid, self._upload_cover, redis, what=f"thumb:{digest}")
 
     # -- the channel contract ---------------------------------------------------------------
 
@@ -201,25 +199,14 @@ class WechatChannel:
 
     async def _thumb_media_id(self) -> str:
         """The cover's permanent material, uploaded once per account and cover."""
-        if self._thumb is not None:
-            return self._thumb
-        async with self._thumb_lock:
-            return await self._thumb_once()
+        return await self.thumbs.get()
 
-    async def _thumb_once(self) -> str:
-        if self._thumb is None and self.redis is not None:
-            cached = await self.redis.get(self._thumb_key)
-            self._thumb = cached.decode() if isinstance(cached, bytes) else cached
-        if self._thumb is None:
-            cover = self.cover
-            added = await self._call(
-                "material/add_material",
-                lambda c: c.material.add("thumb", upload(cover, "cover.jpg")),
-            )
-            self._thumb = str(added["media_id"])
-            if self.redis is not None:
-                await self.redis.set(self._thumb_key, self._thumb)
-        return self._thumb
+    async def _upload_cover(self) -> tuple[str, int]:
+        cover = self.cover
+        added = await self._call(
+            "material/add_material", lambda c: c.material.add("thumb", upload(cover, "cover.jpg"))
+        )
+        return str(added["media_id"]), COVER_KEPT
 
     async def _add_draft(self, article: dict[str, object]) -> Any:
         try:
@@ -228,9 +215,7 @@ class WechatChannel:
             if exc.code != 40007:
                 raise
         # The cover material is gone (deleted in 公众平台, or another stand-in): upload it anew.
-        self._thumb = None
-        if self.redis is not None:
-            await self.redis.delete(self._thumb_key)
+        await self.thumbs.invalidate(str(article["thumb_media_id"]))
         raise RetryableError("WeChat draft/add: 40007 the cover material no longer exists; "
                              "it is uploaded again on the next try", 1.0)  # fmt: skip
 

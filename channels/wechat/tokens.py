@@ -1,11 +1,13 @@
-"""An account's access token, shared by every worker through Redis, refreshed by one at a time.
+"""An account's access token (or cover material id), shared by every worker through Redis,
+fetched by one at a time.
 
 WeChat keeps one valid token per account: fetching a new one invalidates the old. So workers
 that each fetched their own would keep invalidating each other's. Here the token lives in Redis
 under the appid; whoever finds it missing takes a short Redis lock and fetches it, the others
 wait for it to appear. A call that is told its token is invalid (40001/40014/42001) drops that
 token only if it is still the current one (`invalidate`), so eight concurrent callers holding
-the same stale token cause one refresh, not eight.
+the same stale token cause one refresh, not eight. The cover's material id is kept the same way
+(`what="thumb:…"`): each worker's first article would otherwise upload it again.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TokenStore:
     appid: str
     fetch: Fetch
     redis: Any = None
+    what: str = "token"  # the value's name under the appid in Redis
     wait_limit: float = 20.0  # seconds a caller waits for another worker's fetch
     fetches: int = 0  # tokens this process fetched (for tests and the benchmark)
     _local: tuple[str, float] | None = None
@@ -48,7 +51,7 @@ class TokenStore:
 
     @property
     def _key(self) -> str:
-        return f"gongkai:wechat:{self.appid}:token"
+        return f"gongkai:wechat:{self.appid}:{self.what}"
 
     async def get(self) -> str:
         """The current token, fetching one if there is none."""
@@ -97,7 +100,7 @@ class TokenStore:
             fetched = await self._current()
             if fetched is not None:
                 return fetched
-        raise RetryableError(f"WeChat account {self.appid}: no access token after waiting "
+        raise RetryableError(f"WeChat account {self.appid}: no {self.what} after waiting "
                              f"{self.wait_limit:.0f} s for another worker to fetch it")  # fmt: skip
 
     async def _fetch(self) -> tuple[str, int]:

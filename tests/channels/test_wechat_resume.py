@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import date
 from typing import Any
@@ -178,8 +179,28 @@ async def _settle(sandbox: RunningSandbox, publish_id: str) -> None:
 
 async def test_a_cover_material_that_is_gone_is_uploaded_again(sandbox: RunningSandbox) -> None:
     made = channel(sandbox.base_url)
-    made._thumb = "a-material-deleted-in-the-console"
+    made.thumbs._local = ("a-material-deleted-in-the-console", time.monotonic() + 60)
     with pytest.raises(RetryableError, match="40007 the cover material no longer exists"):
         await made.publish(publication())
     receipt = await made.publish(publication())
     assert receipt.pending and len(sandbox.sandbox.thumbs(APPID)) == 1
+
+
+async def test_workers_sharing_redis_fetch_one_token_and_upload_the_cover_once(
+    sandbox: RunningSandbox, fresh_redis: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    clients = [aioredis.from_url(fresh_redis) for _ in range(3)]
+    try:
+        workers = [channel(sandbox.base_url) for _ in clients]
+        for worker, client in zip(workers, clients, strict=True):  # each its own connection
+            worker.api.tokens.redis = worker.thumbs.redis = client
+        pubs = [publication(key=f"{n}:1:wechat", item_id=n) for n in range(1, 7)]
+        await asyncio.gather(*(workers[n % 3].publish(p) for n, p in enumerate(pubs)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    box = sandbox.sandbox
+    assert box.count("cgi-bin/token") == 1 and box.count("cgi-bin/material/add_material") == 1
+    assert box.count("cgi-bin/freepublish/submit") == 6
