@@ -26,7 +26,8 @@ from dispatcher.storage.db import Database
 
 MAX_TRIES = 1_000_000  # arq's own limit stays out of the way: attempts are counted in SQL
 # The arq internals `DispatchWorker.stop` relies on; tests/test_worker.py checks they are there.
-ARQ_INTERNALS = ("tasks", "main_task", "close")
+ARQ_INTERNALS = ("tasks", "main_task", "close", "finish_job", "finish_failed_job")
+FINISH_GRACE_S = 5.0  # how long `stop` waits for arq's shielded bookkeeping of cancelled jobs
 
 
 class DispatchWorker(Worker):
@@ -35,7 +36,30 @@ class DispatchWorker(Worker):
     arq's `close()` gathers its job tasks and, if one was cancelled, raises before running
     `on_shutdown` and closing its Redis pool; `stop` cancels and drains them first. A job
     cancelled mid-publish keeps its lease and is picked up again when the lease runs out.
+
+    A cancelled job's task ends at once, but arq finishes its Redis bookkeeping in a task
+    of its own (`asyncio.shield(finish_job(...))`); `stop` waits for those too, so the pool
+    is not closed under a Redis transaction that is still running.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finishing: set[asyncio.Task[Any]] = set()
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        await self._tracked(super().finish_job(*args, **kwargs))
+
+    async def finish_failed_job(self, *args: Any, **kwargs: Any) -> None:
+        await self._tracked(super().finish_failed_job(*args, **kwargs))
+
+    async def _tracked(self, work: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # arq runs these under asyncio.shield, in a task of their own
+        self._finishing.add(task)
+        try:
+            await work
+        finally:
+            self._finishing.discard(task)
 
     async def stop(self, run_task: asyncio.Task[None] | None = None) -> None:
         tasks = list(self.tasks.values())
@@ -43,6 +67,8 @@ class DispatchWorker(Worker):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
+        if self._finishing:
+            await asyncio.wait(set(self._finishing), timeout=FINISH_GRACE_S)
         if self.main_task is not None:
             self.main_task.cancel()
         if run_task is not None:
