@@ -53,8 +53,10 @@ class DispatchWorker(Worker):
         await self._tracked(super().finish_failed_job(*args, **kwargs))
 
     async def _tracked(self, work: Any) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # arq runs these under asyncio.shield, in a task of their own
+        task = asyncio.current_task()  # arq shields these: a task of their own
+        if task is None:
+            await work
+            return
         self._finishing.add(task)
         try:
             await work
