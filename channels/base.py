@@ -19,9 +19,9 @@ its registry entry (`channels/registry.py`) and implements through the protocols
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -144,6 +144,36 @@ class RebuildableChannel(Channel, Protocol):
     every delivered version, oldest first; returns how many it applied. Runs in a thread."""
 
     def rebuild(self, publications: Iterable[Publication]) -> int: ...
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One day's digest (群发) for a channel's followers: the items it published in the window.
+
+    `entries` are the live versions with the receipts of their own publication, newest first,
+    at most the channel's limit (`left_out` more did not fit). `key` ("{channel}:{day}") is the
+    remote's idempotency key. `save` records remote ids on the digest before the next call,
+    like `StepStore.save`; an earlier try's are in `steps`.
+    """
+
+    key: str
+    day: date
+    entries: tuple[tuple[Publication, Receipt], ...]
+    left_out: int
+    steps: Mapping[str, Any]
+    save: Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+@runtime_checkable
+class DigestingChannel(Channel, Protocol):
+    """A channel that notifies followers once a day (`Capability.DIGEST`): at `digest_at`
+    (Beijing time; None: this one is configured not to) the dispatcher hands it the day's
+    items; `send_digest` returns a receipt with the remote's message id and the time sent."""
+
+    digest_at: time | None
+    digest_max: int
+
+    async def send_digest(self, digest: Digest) -> Receipt: ...
 
 
 class StepStore(Protocol):

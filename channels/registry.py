@@ -29,6 +29,7 @@ class Capability(StrEnum):
     CONFIRM = "confirm"  # its receipts may pend; it implements `ConfirmingChannel.confirm`
     STEPS = "steps"  # publishing is several remote calls; it saves each one's id (`StepStore`)
     REBUILD = "rebuild"  # it can regenerate all it holds from a replay (`RebuildableChannel`)
+    DIGEST = "digest"  # it sends its followers a daily digest (`DigestingChannel`)
 
 
 class NoSettings(BaseModel):

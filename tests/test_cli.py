@@ -42,7 +42,7 @@ def test_needs_migrate_first(cli_env: Path, capsys: pytest.CaptureFixture[str]) 
 def test_press_office_flow(
     cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "migrate")[1].strip() == "database at revision 0002"
+    assert run(capsys, "migrate")[1].strip() == "database at revision 0003"
     args = ("agency", "add", "--code", CENTER, "--name", "示范市公共资源交易中心", "--region")
     assert run(capsys, *args, "990100")[0] == 0
     code, _, err = run(capsys, *args, "990100")

@@ -34,6 +34,8 @@ def test_the_arq_internals_the_worker_stops_through_are_there(
     missing = [name for name in ARQ_INTERNALS if not hasattr(worker, name)]
     assert missing == [], f"arq's Worker no longer has {missing}: rewrite DispatchWorker.stop"
     assert isinstance(worker.tasks, dict)
+    # The sweeper, and the followers' digests, looked at every minute (`digests.tick`).
+    assert sorted(job.name for job in worker.cron_jobs) == ["digest", "sweep"]
 
 
 async def test_a_deferred_job_can_be_hurried_to_now(fresh_redis: str) -> None:

@@ -7,6 +7,7 @@ across workers; `sandbox` is a local stand-in of the WeChat API for rehearsals a
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 from channels.base import ChannelContext
@@ -49,6 +50,7 @@ def wechat_factory(ctx: ChannelContext) -> WechatChannel:
         steps=ctx.steps,
         redis=ctx.redis,
         first_look=settings.first_look,
+        digest_at=time.fromisoformat(settings.digest_at) if settings.notify == "digest" else None,
     )
 
 
@@ -60,6 +62,6 @@ SPEC = ChannelSpec(
     named=True,
     plain_too=True,
     in_flight=4,  # WeChat limits calls per minute; a few articles at a time is plenty
-    capabilities=frozenset({Capability.CONFIRM, Capability.STEPS}),
+    capabilities=frozenset({Capability.CONFIRM, Capability.STEPS, Capability.DIGEST}),
     inbound=receive,
 )

@@ -42,6 +42,10 @@ HINTS = {
 }
 
 
+class QuotaExhausted(RetryableError):
+    """A daily quota is used up (45009, 45028): nothing helps before the quota's next window."""
+
+
 class WechatRefused(PermanentError):
     """WeChat answered an error code that no retry will change; `code` says which."""
 
@@ -81,7 +85,7 @@ def classify(what: str, code: int | None, message: str, http_status: int | None 
     if code in BUSY:
         return RetryableError(text, retry_after=BUSY[code])
     if code in QUOTA:
-        return RetryableError(f"{text} (quota; waiting for the next day)", seconds_to_next_day())
+        return QuotaExhausted(f"{text} (quota; waiting for the next day)", seconds_to_next_day())
     if code in TOKEN_REFUSED:
         return RetryableError(f"{text} (refused again after a fresh token: another program "
                               "may be fetching this account's tokens)")  # fmt: skip

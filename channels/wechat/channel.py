@@ -18,13 +18,14 @@ edited); once it is live the one it replaces is deleted. A withdrawal deletes th
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from channels.base import (
+    Digest,
     NotForChannel,
     PermanentError,
     Publication,
@@ -35,6 +36,7 @@ from channels.base import (
 from channels.paths import item_file
 from channels.wechat.api import WechatApi, WechatRefused, upload
 from channels.wechat.article import build_article, image_sources, with_images
+from channels.wechat.digest import DIGEST_MAX, send_digest
 from channels.wechat.tokens import TokenStore
 
 IMAGE_MAX = 1_048_576  # media/uploadimg: jpg or png under 1 MB
@@ -65,6 +67,7 @@ class WechatChannel:
         steps: StepStore | None = None,
         redis: Any = None,
         first_look: float = 3.0,
+        digest_at: time | None = None,
     ) -> None:
         self.name = name
         self.api = api
@@ -75,6 +78,8 @@ class WechatChannel:
         self.agencies = frozenset(agencies)
         self.step_store = steps
         self.first_look = first_look
+        self.digest_at = digest_at  # the followers' daily digest (Beijing time); None: none
+        self.digest_max = DIGEST_MAX
         digest = hashlib.sha256(cover).hexdigest()[:20]
         # Uploaded once per account and cover, by one worker; the others wait for its id.
         self.thumbs = TokenStore(api.appid, self._upload_cover, redis, what=f"thumb:{digest}")
@@ -92,7 +97,7 @@ class WechatChannel:
         if not steps.get("draft_media_id"):
             article = build_article(pub, self.source_url(pub), self.author, body)
             thumb = await self._thumb_media_id()
-            draft = await self._add_draft(article.as_draft(thumb))
+            draft = await self.add_draft([article.as_draft(thumb)])
             await self._save(pub, steps, draft_media_id=str(draft["media_id"]),
                              complete=article.complete)  # fmt: skip
         if steps.get("submit_sent"):
@@ -131,6 +136,10 @@ class WechatChannel:
         now = datetime.now(UTC)
         return Receipt(external_id=article_id, url=receipt.url, confirmed_at=now,
                        steps={"deleted": article_id})  # fmt: skip
+
+    async def send_digest(self, digest: Digest) -> Receipt:
+        """The day's articles to every follower, as one mass message (`digest.py`)."""
+        return await send_digest(self, digest)
 
     def source_url(self, pub: Publication) -> str:
         """阅读原文: the item's page on the government website (this version's)."""
@@ -208,14 +217,15 @@ class WechatChannel:
         )
         return str(added["media_id"]), COVER_KEPT
 
-    async def _add_draft(self, article: dict[str, object]) -> Any:
+    async def add_draft(self, articles: list[dict[str, object]]) -> Any:
+        """A draft of `articles` (one, or a digest's); its answer holds the `media_id`."""
         try:
-            return await self._call("draft/add", lambda c: c.draft.add([article]))
+            return await self._call("draft/add", lambda c: c.draft.add(articles))
         except WechatRefused as exc:
             if exc.code != 40007:
                 raise
         # The cover material is gone (deleted in 公众平台, or another stand-in): upload it anew.
-        await self.thumbs.invalidate(str(article["thumb_media_id"]))
+        await self.thumbs.invalidate(str(articles[0]["thumb_media_id"]))
         raise RetryableError("WeChat draft/add: 40007 the cover material no longer exists; "
                              "it is uploaded again on the next try", 1.0)  # fmt: skip
 

@@ -6,7 +6,7 @@ The environment sets them too: `GONGKAI_WECHAT_APPID`, `GONGKAI_WECHAT_ZRZY_SECR
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -34,6 +34,10 @@ class WechatSettings(BaseModel):
     first_look: float = Field(default=3.0, ge=0.05, le=600)
     # The token the account's server configuration (服务器配置) signs its event pushes with.
     callback_token: str = Field(default="", repr=False)
+    # "digest": once a day at `digest_at` (Beijing time), the items published since the last
+    # digest go to every follower as one mass message (群发) of up to 8 articles.
+    notify: Literal["none", "digest"] = "none"
+    digest_at: str = "20:00"
 
     @field_validator("agencies", mode="before")
     @classmethod
@@ -49,3 +53,10 @@ class WechatSettings(BaseModel):
         if not re.match(r"^https?://[^/?#\s]+$", value.rstrip("/")):
             raise ValueError("must be an http(s) scheme and host, e.g. https://api.weixin.qq.com")
         return value.rstrip("/")
+
+    @field_validator("digest_at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("must be a Beijing time of day as HH:MM, e.g. 20:00")
+        return value

@@ -14,6 +14,7 @@ from channels.base import (
     Channel,
     ChannelContext,
     ConfirmingChannel,
+    DigestingChannel,
     RebuildableChannel,
     StepStore,
 )
@@ -37,6 +38,13 @@ class Enabled:
         """The channel, if it declared that its receipts may pend (and can confirm them)."""
         if self.spec.has(Capability.CONFIRM) and isinstance(self.channel, ConfirmingChannel):
             return self.channel
+        return None
+
+    @functools.cached_property
+    def digester(self) -> DigestingChannel | None:
+        """The channel, if it sends daily digests and this one is configured to."""
+        if self.spec.has(Capability.DIGEST) and isinstance(self.channel, DigestingChannel):
+            return self.channel if self.channel.digest_at is not None else None
         return None
 
     @functools.cached_property
@@ -86,9 +94,13 @@ def build_channel(
     limits = settings.dispatch
     default = spec.in_flight or limits.channel_concurrency
     enabled = Enabled(name, spec, channel, limits.concurrency.get(name, default))
-    for capability, found in ((Capability.CONFIRM, enabled.confirmer),
-                              (Capability.REBUILD, enabled.rebuilder)):  # fmt: skip
-        if spec.has(capability) and found is None:
+    implemented = {
+        Capability.CONFIRM: enabled.confirmer is not None,
+        Capability.REBUILD: enabled.rebuilder is not None,
+        Capability.DIGEST: isinstance(channel, DigestingChannel),
+    }
+    for capability, done in implemented.items():
+        if spec.has(capability) and not done:
             raise SettingsError(f"channel {name!r} declares {capability} but does not implement it")
     return enabled
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from channels.base import NotForChannel, PermanentError, Receipt, RetryableError
 from channels.batching import Batcher
-from dispatcher.dispatch import deliveries, outcomes, queue
+from dispatcher.dispatch import deliveries, digests, outcomes, queue
 from dispatcher.dispatch.channels import Enabled
 from dispatcher.dispatch.claims import Claim, Later
 from dispatcher.rules.catalogue import Catalogue
@@ -233,3 +233,14 @@ async def sweep(ctx: dict[str, Any]) -> int:
     if queued:
         log.info("sweeper queued %d deliveries", queued)
     return queued
+
+
+async def digest(ctx: dict[str, Any]) -> int:
+    """Open and send the followers' daily digests that are due (`digests.tick`)."""
+    deps: WorkerDeps = ctx[DEPS]
+    limits = deps.settings.dispatch
+    done = await digests.tick(deps.db, deps.catalogue, deps.channels, datetime.now(UTC),
+                              limits.lease_seconds, limits.max_attempts)  # fmt: skip
+    for line in done:
+        log.info("digest %s", line)
+    return len(done)

@@ -131,9 +131,11 @@ def build_worker(
         jobs.sweep, name="sweep", run_at_startup=True, unique=True, timeout=lease,
         **_sweep_schedule(settings.dispatch.sweep_interval),
     )  # fmt: skip
+    # The followers' digests: opened at each account's `digest_at`, so looked at every minute.
+    digester = cron(jobs.digest, name="digest", second=30, unique=True, timeout=lease)
     return DispatchWorker(
         functions=[deliver],
-        cron_jobs=[sweeper],
+        cron_jobs=[sweeper, digester],
         queue_name=queue.QUEUE,
         redis_settings=queue.redis_settings(redis_url),
         on_startup=_startup,

@@ -38,6 +38,8 @@ def with_sandbox_account(settings: Settings, api_base: str) -> Settings:
         "secret": SANDBOX_SECRET,
         "api_base": api_base,
         "first_look": 1.0,
+        # `GONGKAI_WECHAT_NOTIFY=digest` (and `_DIGEST_AT`) rehearse the digest on it too.
+        **{key: section[key] for key in ("notify", "digest_at") if key in section},
     }
     return Settings.model_validate(raw)
 

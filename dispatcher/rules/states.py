@@ -71,6 +71,19 @@ class DeliveryStatus(StrEnum):
         return cls.PUBLISHED if action == Action.PUBLISH else cls.WITHDRAWN
 
 
+class DigestStatus(StrEnum):
+    """A daily digest (群发) of one account: `pending` → `sending` (leased) → `sent` | back to
+    `pending` (deferred: busy, or no quota until the next window) | `failed`; `merged` into the
+    next day's when it was still unsent then; `skipped` when nothing in its window was live."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    MERGED = "merged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 class Role(StrEnum):
     EDITOR = "editor"
     APPROVER = "approver"

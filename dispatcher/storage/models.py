@@ -175,6 +175,32 @@ deliveries = sa.Table(
 )
 
 
+# A followers' digest (群发) of one account (`channel`) for one Beijing day: what its deliveries
+# published in (window_start, cut_at], sent as one mass message. Leased like a delivery.
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("window_start", UTCDateTime(), nullable=False),
+    sa.Column("cut_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("steps", sa.JSON(), nullable=False),
+    sa.Column("external_id", sa.String(200)),
+    sa.Column("merged_into", Id),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+    sa.Column("confirmed_at", UTCDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("channel", "day"),
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+
 def live_on_first_platform(table: sa.FromClause) -> sa.ColumnElement[bool]:
     """A row of `deliveries` (or an alias) that put its version live on the first platform
     (第一平台, the government website): the publication time deadlines are kept by."""

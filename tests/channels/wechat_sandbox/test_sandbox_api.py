@@ -1,29 +1,15 @@
-"""The WeChat sandbox speaks WeChat's protocol: driven by wechatpy's real client and by raw HTTP.
-
-wechatpy is synchronous, so its calls run in a thread, each bounded by `call`. Its token URL is
-hard-coded to the real host, so tokens are fetched here and handed to the client: every request
-goes to 127.0.0.1.
-"""
+"""The WeChat sandbox speaks WeChat's protocol: tokens, uploads, drafts, publishing, mass sends
+and faults, driven by wechatpy's real client and by raw HTTP (`kit.py`)."""
 
 from __future__ import annotations
 
-import asyncio
-import io
-import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from wechatpy import WeChatClient
-from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
-from wechatpy.utils import check_signature
 
-from channels.base import SHANGHAI
 from channels.wechat.sandbox import (
     SANDBOX_APPID,
     SANDBOX_SECRET,
@@ -32,168 +18,23 @@ from channels.wechat.sandbox import (
     Call,
     RunningSandbox,
     Sandbox,
-    running_sandbox,
 )
-
-T = TypeVar("T")
-TIMEOUT = 10.0  # seconds any one step of a test may take
-JPEG = b"\xff\xd8\xff\xe0"
-PNG = b"\x89PNG\r\n\x1a\n"
-OTHER_APPID, OTHER_SECRET = "wxsandbox0000000002", "other-secret"
-CALLBACK_TOKEN = "callback-token"
-
-
-def jpeg(size: int = 1000) -> bytes:
-    """Bytes of `size` that pass for a JPEG (the sandbox looks at the signature only)."""
-    return JPEG + b"\0" * (size - len(JPEG))
-
-
-def upload(data: bytes, name: str = "image.jpg") -> io.BytesIO:
-    stream = io.BytesIO(data)
-    stream.name = name
-    return stream
-
-
-async def call(request: Callable[[], T]) -> T:
-    """A wechatpy call in a thread, bounded."""
-    return await asyncio.wait_for(asyncio.to_thread(request), TIMEOUT)
-
-
-async def refused(request: Callable[[], object]) -> WeChatClientException:
-    """The error wechatpy raised for `request`."""
-    with pytest.raises(WeChatClientException) as info:
-        await call(request)
-    return info.value
-
-
-def client(base_url: str, token: str, appid: str = SANDBOX_APPID) -> WeChatClient:
-    wx = WeChatClient(appid, "unused", access_token=token, timeout=TIMEOUT, auto_retry=False)
-    wx.API_BASE_URL = f"{base_url}/cgi-bin/"
-    return wx
-
-
-@pytest.fixture(autouse=True)
-def _local_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy between requests and 127.0.0.1."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-
-
-@dataclass
-class Clock:
-    """A settable wall clock, starting at noon Beijing time."""
-
-    now: float = datetime(2026, 11, 24, 12, tzinfo=SHANGHAI).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Sandbox:
-    sandbox = Sandbox(clock=clock)
-    sandbox.add_account(OTHER_APPID, OTHER_SECRET)
-    return sandbox
-
-
-@pytest.fixture
-async def running(sandbox: Sandbox) -> AsyncIterator[RunningSandbox]:
-    async with running_sandbox(sandbox) as running:
-        yield running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
-        yield session
-
-
-@dataclass
-class Api:
-    """Raw HTTP to the running sandbox."""
-
-    base_url: str
-    http: aiohttp.ClientSession
-
-    async def token_answer(self, **params: str) -> dict[str, Any]:
-        query = {
-            "grant_type": "client_credential",
-            "appid": SANDBOX_APPID,
-            "secret": SANDBOX_SECRET,
-            **params,
-        }
-        async with self.http.get(f"{self.base_url}/cgi-bin/token", params=query) as response:
-            assert response.status == 200
-            return dict(await response.json())
-
-    async def token(self, appid: str = SANDBOX_APPID, secret: str = SANDBOX_SECRET) -> str:
-        return str((await self.token_answer(appid=appid, secret=secret))["access_token"])
-
-    async def client(
-        self, appid: str = SANDBOX_APPID, secret: str = SANDBOX_SECRET
-    ) -> WeChatClient:
-        return client(self.base_url, await self.token(appid, secret), appid)
-
-    async def post(self, endpoint: str, token: str, body: object) -> dict[str, Any]:
-        url = f"{self.base_url}/cgi-bin/{endpoint}"
-        async with self.http.post(url, params={"access_token": token}, json=body) as response:
-            return dict(await response.json())
-
-    async def get(self, path: str) -> tuple[int, str, str]:
-        """Status, content type and text of a page."""
-        async with self.http.get(self.base_url + path) as response:
-            return response.status, response.content_type, await response.text()
-
-
-@pytest.fixture
-def api(running: RunningSandbox, http: aiohttp.ClientSession) -> Api:
-    return Api(running.base_url, http)
-
-
-@pytest.fixture
-async def wx(api: Api) -> WeChatClient:
-    return await api.client()
-
-
-async def thumb(wx: WeChatClient) -> str:
-    answer = await call(lambda: wx.material.add("thumb", upload(jpeg())))
-    return str(answer["media_id"])
-
-
-def article(cover: str, **overrides: object) -> dict[str, Any]:
-    """An article of a draft: realistic values, `cover` its thumb, any field overridden."""
-    return {
-        "title": "某某工程中标候选人公示",
-        "author": "示范市交易中心",
-        "digest": "评标委员会推荐的中标候选人",
-        "content": "<p>公示期三日。</p>",
-        "content_source_url": "https://gk.example.gov.cn/items/7",
-        "thumb_media_id": cover,
-        **overrides,
-    }
-
-
-async def draft(wx: WeChatClient, **overrides: object) -> str:
-    item = article(await thumb(wx), **overrides)
-    return str((await call(lambda: wx.draft.add([item])))["media_id"])
-
-
-async def publish(wx: WeChatClient, **overrides: object) -> dict[str, Any]:
-    """Draft, submit and poll until published; freepublish/get's last answer."""
-    media_id = await draft(wx, **overrides)
-    answer: dict[str, Any] = {}
-    publish_id = (await call(lambda: wx.freepublish.submit(media_id)))["publish_id"]
-    for _ in range(2):  # the default sequence: publishing, then published
-        answer = await call(lambda: wx.freepublish.get(publish_id))
-    assert answer["publish_status"] == 0
-    return answer
-
+from tests.channels.wechat_sandbox.kit import (
+    OTHER_APPID,
+    OTHER_SECRET,
+    PNG,
+    Api,
+    Clock,
+    article,
+    call,
+    client,
+    draft,
+    jpeg,
+    publish,
+    refused,
+    thumb,
+    upload,
+)
 
 # -- tokens ---------------------------------------------------------------------------------
 
@@ -574,123 +415,3 @@ async def test_a_body_that_is_not_json_is_a_format_error(api: Api) -> None:
     params = {"access_token": await api.token()}
     async with api.http.post(url, params=params, data=b"{not json") as response:
         assert (await response.json())["errcode"] == 47001
-
-
-# -- event push -----------------------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """A callback URL that checks each push's signature with wechatpy and keeps its XML."""
-
-    url: str = ""
-    events: list[ET.Element] = field(default_factory=list)
-    signed: list[bool] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        q = request.query
-        try:
-            check_signature(CALLBACK_TOKEN, q["signature"], q["timestamp"], q["nonce"])
-            self.signed.append(True)
-        except InvalidSignatureException:
-            self.signed.append(False)
-        self.events.append(ET.fromstring(await request.read()))  # noqa: S314 (our own XML)
-        self.arrived.set()
-        return web.Response(text="success")
-
-    async def next_event(self) -> ET.Element:
-        await asyncio.wait_for(self.arrived.wait(), TIMEOUT)
-        self.arrived.clear()
-        return self.events[-1]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/wechat/callback", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/wechat/callback"
-        yield receiver
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def pushing(api: Api, sandbox: Sandbox, receiver: Receiver) -> WeChatClient:
-    """A client of an account whose events go to `receiver`."""
-    sandbox.add_account("wxpush000000000001", "push-secret", receiver.url, CALLBACK_TOKEN)
-    return await api.client("wxpush000000000001", "push-secret")
-
-
-def info(event: ET.Element) -> Iterator[tuple[str, str]]:
-    publish = event.find("PublishEventInfo")
-    assert publish is not None
-    for element in publish.iter():
-        if element.text and element.text.strip():
-            yield element.tag, element.text
-
-
-async def test_a_publish_pushes_a_signed_event(pushing: WeChatClient, receiver: Receiver) -> None:
-    answer = await publish(pushing)
-
-    event = await receiver.next_event()
-    assert receiver.signed == [True]
-    assert event.findtext("MsgType") == "event" and event.findtext("Event") == "PUBLISHJOBFINISH"
-    assert (event.findtext("ToUserName") or "").startswith("gh_")
-    assert dict(info(event)) == {
-        "publish_id": answer["publish_id"],
-        "publish_status": "0",
-        "article_id": answer["article_id"],
-        "count": "1",
-        "idx": "1",
-        "article_url": answer["article_detail"]["item"][0]["article_url"],
-    }
-
-
-async def test_push_after_finishes_a_job_without_polling(
-    pushing: WeChatClient, sandbox: Sandbox, receiver: Receiver
-) -> None:
-    sandbox.set_faults({"statuses": [1, 4], "push_after": 0.0})
-    media_id = await draft(pushing)
-    publish_id = (await call(lambda: pushing.freepublish.submit(media_id)))["publish_id"]
-
-    event = await receiver.next_event()
-    assert dict(info(event)) == {"publish_id": publish_id, "publish_status": "4", "fail_idx": "1"}
-    answer = await call(lambda: pushing.freepublish.get(publish_id))
-    assert (answer["publish_status"], answer["fail_idx"]) == (4, [1])
-    assert receiver.signed == [True]  # one push per job
-
-
-async def test_a_failing_callback_does_not_fail_the_publish(api: Api, sandbox: Sandbox) -> None:
-    sandbox.add_account("wxpush000000000002", "s", f"{api.base_url}/nowhere", CALLBACK_TOKEN)
-    wx = await api.client("wxpush000000000002", "s")
-    await publish(wx)
-    assert [a.title for a in sandbox.published("wxpush000000000002")] == ["某某工程中标候选人公示"]
-
-
-# -- pages ----------------------------------------------------------------------------------
-
-
-async def test_the_overview_lists_what_was_published_escaped(wx: WeChatClient, api: Api) -> None:
-    await publish(wx, title="<b>粗体</b>公告")
-    media_id = await draft(wx, title="待发草稿")
-    send = wx.message.send_mass_article
-    await call(partial(send, media_id, is_to_all=True, client_msg_id="notice-7"))
-
-    status, content_type, page = await api.get("/sandbox/")
-    assert status == 200 and content_type == "text/html"
-    assert "<title>微信公众号沙箱</title>" in page and 'lang="zh-CN"' in page
-    assert "&lt;b&gt;粗体&lt;/b&gt;公告" in page and "<b>粗体" not in page
-    assert "待发草稿" in page and "notice-7" in page and "cgi-bin/freepublish/get" in page
-    article_id = (await call(lambda: wx.freepublish.batchget(0, 1)))["item"][0]["article_id"]
-    _, _, article_page = await api.get(f"/s/{article_id}?idx=1")
-    assert "<title>&lt;b&gt;粗体&lt;/b&gt;公告</title>" in article_page
-
-
-async def test_an_unknown_article_page_is_404(api: Api) -> None:
-    assert (await api.get("/s/nothing?idx=1"))[0] == 404
