@@ -109,6 +109,11 @@ async def serve(kind: str) -> None:
             redis_settings=queue.redis_settings(url), keep_result=0, poll_delay=0.1,
             max_jobs=settings.dispatch.worker_jobs, log_results=False,
         )  # fmt: skip
+    await run_gated(worker)
+
+
+async def run_gated(worker: DispatchWorker) -> None:
+    """Run `worker`, started but held until the driver says go on stdin (all start at once)."""
     startup, go = worker.on_startup, asyncio.Event()
 
     async def ready(ctx: dict[str, Any]) -> None:
@@ -127,12 +132,15 @@ async def serve(kind: str) -> None:
         await worker.stop()  # cancels and drains jobs first: no traceback at exit
 
 
-async def _start_workers(kind: str, count: int, env: dict[str, str], procs: list[Proc]) -> None:
-    """Start `count` worker processes, appended to `procs` at once so cleanup finds them."""
+async def start_workers(
+    script: str, args: list[str], count: int, env: dict[str, str], procs: list[Proc]
+) -> None:
+    """Start `count` worker processes (`script` with `args`), appended to `procs` at once so
+    cleanup finds them."""
     pipe = asyncio.subprocess.PIPE
     for _ in range(count):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, SCRIPT, "--worker", kind, env=env, stdin=pipe, stdout=pipe
+            sys.executable, script, *args, env=env, stdin=pipe, stdout=pipe
         )
         procs.append(proc)
 
@@ -261,7 +269,7 @@ async def _noop_rate(pool: ArqRedis, env: dict[str, str], workers: int, jobs: in
         await asyncio.gather(*(pool.enqueue_job("noop", _queue_name=NOOP_QUEUE) for _ in batch))
     procs: list[Proc] = []
     try:
-        await _start_workers("noop", workers, env, procs)
+        await start_workers(SCRIPT, ["--worker", "noop"], workers, env, procs)
         began = await _go(procs)
         while time.perf_counter() < began + 300:
             if not await pool.zcard(NOOP_QUEUE):
@@ -289,7 +297,7 @@ async def _run(args: argparse.Namespace, env: dict[str, str], db: Any, pool: Arq
     async with db.transaction() as conn:
         if await accounts.get_agency(conn, CENTER) is None:
             await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
-    await _start_workers("gongkai", args.workers, env, procs)
+    await start_workers(SCRIPT, ["--worker", "gongkai"], args.workers, env, procs)
     rules = build_rules(settings)
     ids = [(await workflow.submit(db, rules, EDITOR, bid_item(n, channels)))[0]
            for n in range(args.items)]  # fmt: skip

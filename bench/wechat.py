@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -55,7 +53,8 @@ from bench.dispatch import (
     _flush,
     _go,
     _stop_workers,
-    _watch_stdin,
+    run_gated,
+    start_workers,
 )
 from bench.samples import CENTER, bid_item
 from channels.wechat.sandbox import SANDBOX_APPID, SANDBOX_SECRET, Sandbox, running_sandbox
@@ -79,33 +78,7 @@ TARGET = 4.0  # WeChat API calls per article, on average, token fetches included
 async def serve() -> None:
     """A worker process (`--worker`): the real registry, its settings from the environment."""
     settings = load_settings()
-    worker = build_worker(settings, settings.storage.redis_url)
-    startup, go = worker.on_startup, asyncio.Event()
-
-    async def ready(ctx: dict[str, Any]) -> None:
-        if startup is not None:
-            await startup(ctx)
-        print("ready", flush=True)
-        await go.wait()
-
-    worker.on_startup = ready
-    loop = asyncio.get_running_loop()
-    threading.Thread(target=_watch_stdin, args=(loop, go), daemon=True).start()
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.async_run()
-    finally:
-        await worker.stop()
-
-
-async def _start_workers(count: int, env: dict[str, str], procs: list[Proc]) -> None:
-    pipe = asyncio.subprocess.PIPE
-    for _ in range(count):
-        procs.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable, SCRIPT, "--worker", env=env, stdin=pipe, stdout=pipe
-            )
-        )
+    await run_gated(build_worker(settings, settings.storage.redis_url))
 
 
 def _wechat_env(
@@ -254,7 +227,7 @@ async def _run(
     async with db.transaction() as conn:
         if await accounts.get_agency(conn, CENTER) is None:
             await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
-    await _start_workers(args.workers, env, procs)
+    await start_workers(SCRIPT, ["--worker"], args.workers, env, procs)
     ids = [
         (await workflow.submit(db, rules, EDITOR, bid_item(n, ITEM_CHANNELS)))[0]
         for n in range(args.items)
