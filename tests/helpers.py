@@ -55,7 +55,9 @@ def bid_candidates(**changes: Any) -> dict[str, Any]:
                     "project_lead": "张某",
                     "project_lead_phone": "13800000000",
                 }
-            ]
+            ],
+            "publicity_start": "2026-11-21",
+            "publicity_end": "2026-11-27",
         },
         "withheld": [
             {"field": "fields.candidates[0].project_lead_phone", "basis": "personal_privacy"}

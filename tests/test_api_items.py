@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
+from channels.base import SHANGHAI
+from dispatcher.rules.deadlines import today
 from dispatcher.storage import ledger
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import deliveries, events
@@ -29,8 +32,8 @@ async def test_submit_returns_deadline_and_strips_withheld(
     editor = await make_token("editor")
     body = await submit(client, editor, bid_candidates())
     assert body["status"] == "submitted"
-    # 2026-11-20 (Friday) + 20 working days, no holidays in between: 2026-12-18.
-    assert body["deadline"] == "2026-12-18"
+    # Bid candidates: 3 days from the evaluation report, 2026-11-20 (Friday): 2026-11-23.
+    assert body["deadline"] == "2026-11-23"
     assert body["deadline_provisional"] is False
     assert body["index_no"] is None
     assert "13800000000" not in json.dumps(body)
@@ -49,13 +52,14 @@ async def test_submit_returns_deadline_and_strips_withheld(
     ]
 
 
-async def test_penalty_decision_gets_seven_working_days(
+async def test_a_decision_keeps_the_category_rule_when_it_is_sooner(
     client: Client, make_token: TokenFactory
 ) -> None:
     editor = await make_token("editor")
     item = bid_candidates(decision="administrative_penalty", formed_on="2026-09-30")
     body = await submit(client, editor, item)
-    assert body["deadline"] == "2026-10-15"
+    # 3 days end on 3 October, a holiday: 8 October; the decision's 7 working days, 15 October.
+    assert body["deadline"] == "2026-10-08" and body["deadline_rule"]["count"] == 3
 
 
 async def test_approve_assigns_index_number_and_writes_outbox(
@@ -86,12 +90,15 @@ async def test_approve_assigns_index_number_and_writes_outbox(
 async def test_scheduled_item(client: Client, make_token: TokenFactory) -> None:
     editor = await make_token("editor")
     approver = await make_token("approver")
-    item = await submit(client, editor, bid_candidates(publish_at="2026-12-01T09:00:00+08:00"))
+    day = today() + timedelta(days=1)  # within the 3 days bid candidates have from today
+    at = datetime.combine(day, time(9), SHANGHAI)
+    item = bid_candidates(formed_on=today().isoformat(), publish_at=at.isoformat())
+    item = await submit(client, editor, item)
     response = await client.post(f"/api/v1/items/{item['id']}/approve", headers=approver)
     body = await response.json()
     assert body["status"] == "scheduled"
     delivery = body["versions"][0]["deliveries"][0]
-    assert delivery["next_attempt_at"] == "2026-12-01T01:00:00+00:00"
+    assert delivery["next_attempt_at"] == at.astimezone(UTC).isoformat()
 
 
 async def test_publish_after_deadline_needs_a_reason(
@@ -175,7 +182,9 @@ async def test_revision_needs_approval_and_restarts_clock(
     await client.post(f"/api/v1/items/{item['id']}/approve", headers=approver)
     revision = {"change_note": "更正第一中标候选人投标报价", "changed_on": "2026-11-23",
                 "fields": {"candidates": [{"rank": 1, "name": "示范建设集团有限公司",
-                                           "bid_price": "12345000.00"}]}}  # fmt: skip
+                                           "bid_price": "12345000.00"}],
+                           "publicity_start": "2026-11-24",
+                           "publicity_end": "2026-11-27"}}  # fmt: skip
     response = await client.post(
         f"/api/v1/items/{item['id']}/revisions", json=revision, headers=editor
     )
@@ -183,8 +192,8 @@ async def test_revision_needs_approval_and_restarts_clock(
     body = await response.json()
     assert body["status"] == "submitted"
     assert body["latest_version"] == 2 and body["live_version"] == 1
-    # 2026-11-23 (Monday) + 20 working days: 2026-12-21.
-    assert body["deadline"] == "2026-12-21"
+    # The clock restarts at the change: 2026-11-23 (Monday) + 3 days: 2026-11-26.
+    assert body["deadline"] == "2026-11-26"
     assert body["versions"][1]["change_note"] == "更正第一中标候选人投标报价"
     assert body["title"] == item["title"]
     response = await client.post(f"/api/v1/items/{item['id']}/approve", headers=approver)

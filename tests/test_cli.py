@@ -42,7 +42,7 @@ def test_needs_migrate_first(cli_env: Path, capsys: pytest.CaptureFixture[str]) 
 def test_press_office_flow(
     cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(capsys, "migrate")[1].strip() == "database at revision 0003"
+    assert run(capsys, "migrate")[1].strip() == "database at revision 0004"
     args = ("agency", "add", "--code", CENTER, "--name", "示范市公共资源交易中心", "--region")
     assert run(capsys, *args, "990100")[0] == 0
     code, _, err = run(capsys, *args, "990100")
@@ -64,7 +64,8 @@ def test_press_office_flow(
     code, out, _ = run(capsys, "submit", str(item_file), "--as", "张编辑")
     assert code == 0
     item: dict[str, Any] = json.loads(out)
-    assert (item["status"], item["deadline"]) == ("submitted", "2026-12-18")
+    # Received the evaluation report on Friday 20 November: 3 days, to Monday 23 November.
+    assert (item["status"], item["deadline"]) == ("submitted", "2026-11-23")
     assert "13800000000" not in out
 
     code, _, err = run(capsys, "approve", str(item["id"]), "--as", "张编辑")

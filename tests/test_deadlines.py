@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from dispatcher.errors import InputError
-from dispatcher.rules.deadlines import deadline_end, on_time, working_days
+from dispatcher.rules.deadlines import deadline_end, on_time
 from dispatcher.rules.intake import check_item
 from dispatcher.rules.rulebook import Rules
 from tests.helpers import CENTER, bid_candidates
 
-DEADLINE = date(2026, 12, 18)  # 2026-11-20 + 20 working days
-END = datetime(2026, 12, 18, 16, 0, tzinfo=UTC)  # 2026-12-19 00:00 in Beijing
+DEADLINE = date(2026, 11, 23)  # bid candidates: 2026-11-20 (Friday) + 3 days, a Monday
+END = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 2026-11-24 00:00 in Beijing
 
 
 @pytest.mark.parametrize(
@@ -29,12 +29,6 @@ def test_on_time_is_before_the_end_of_the_deadline_day_in_beijing(
 ) -> None:
     assert deadline_end(DEADLINE) == END
     assert on_time(published, DEADLINE) is verdict
-
-
-def test_permits_and_penalties_have_seven_working_days_at_most() -> None:
-    assert working_days(20, None) == 20
-    assert working_days(20, "administrative_penalty") == 7
-    assert working_days(5, "administrative_permit") == 5
 
 
 @pytest.mark.parametrize(("at", "late"), [(END - timedelta(microseconds=1), False), (END, True)])

@@ -1,4 +1,5 @@
-"""`gongkai demo` as a person runs it: a real process, a real port, items from all domains."""
+"""`gongkai demo` as a person runs it: a real process, a real port, items from all domains; and
+the sample items, moved to the day the demo runs, lawful on any day."""
 
 from __future__ import annotations
 
@@ -13,9 +14,24 @@ import sys
 import time
 import urllib.request
 from contextlib import closing
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
+
+from dispatcher.ops import demo
+from dispatcher.rules import intake
+from dispatcher.rules.calendar import WorkCalendar
+from dispatcher.rules.catalogue import load_catalogue
+from dispatcher.rules.deadlines import today
+from dispatcher.rules.permissions import publishing_agency
+from dispatcher.rules.rulebook import Rules
+from dispatcher.storage.db import Database
+from dispatcher.storage.models import items
+
+RULES = Rules(load_catalogue(), WorkCalendar(), ("website", "feeds"))
 
 
 def _free_port() -> int:
@@ -125,3 +141,75 @@ def _check_database(tmp_path: Path, script: Path, port: int) -> None:
     assert again.returncode == 0, again.stderr
     with closing(sqlite3.connect(tmp_path / "var" / "gongkai.db")) as db:
         assert db.execute("SELECT count(*) FROM items").fetchone()[0] == count
+
+
+# --- the sample items, moved to the day the demo runs ---
+
+
+def test_only_exact_dates_move() -> None:
+    item = {
+        "title": "2026-11-27 挂牌公告", "document_number": "示〔2026-11-27〕1号",
+        "body_html": "<p>2026-11-27</p>", "formed_on": "2026-11-26",
+        "publish_at": "2026-12-01T09:00:00+08:00",
+        "fields": {"bidding_start": "2026-12-21", "note": "2026-12-21至2026-12-31",
+                   "count": 20, "rows": [{"completed_on": "2026-02-27"}]},
+    }  # fmt: skip
+    [moved] = demo.shift_dates([item], 3)
+    assert moved == item | {
+        "formed_on": "2026-11-29",
+        "publish_at": "2026-12-04T09:00:00+08:00",
+        "fields": {"bidding_start": "2026-12-24", "note": "2026-12-21至2026-12-31",
+                   "count": 20, "rows": [{"completed_on": "2026-03-02"}]},
+    }  # fmt: skip
+    assert demo.shift_dates([item], 0) == [item]
+    assert item["formed_on"] == "2026-11-26"  # the input is left alone
+
+
+def test_on_the_anchor_day_the_items_are_as_written() -> None:
+    assert demo.sample_items(RULES, demo.ANCHOR) == demo.demo_items()
+
+
+def test_a_publicity_period_a_weekend_shortens_is_lengthened() -> None:
+    # As written (a Friday), the candidates' publicity runs Friday to Monday. Moved two days
+    # earlier it would run Wednesday to Saturday, a rest day: it ends on Monday instead.
+    def publicity(on: date) -> tuple[str, str]:
+        [found] = [i for i in demo.sample_items(RULES, on) if i["category"] == "bid_candidates"]
+        return found["fields"]["publicity_start"], found["fields"]["publicity_end"]
+
+    assert publicity(demo.ANCHOR) == ("2026-11-27", "2026-11-30")
+    assert publicity(date(2026, 11, 25)) == ("2026-11-25", "2026-11-30")  # Wed + 3 = Sat: Mon
+    assert publicity(date(2026, 9, 30)) == ("2026-09-30", "2026-10-08")  # into National Day
+
+
+def _release(item: dict[str, Any], day: date) -> date:
+    at = item["publish_at"]
+    return day if at is None else datetime.fromisoformat(at).date()
+
+
+@pytest.mark.timeout(120)
+def test_the_sample_items_are_lawful_on_any_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every day of 2026 (the official calendar, with its holidays) and into 2027 (no calendar
+    yet: Monday to Friday): intake accepts every item without a late reason, none was formed in
+    the future, and each is on time."""
+    day = date(2026, 1, 1)
+    monkeypatch.setattr(intake, "today", lambda: day)
+    while day <= date(2027, 3, 31):
+        for item in demo.sample_items(RULES, day):
+            category = RULES.catalogue.category(item["domain"], item["category"])
+            assert category is not None
+            agency = publishing_agency(category, item)
+            assert agency is not None
+            draft = intake.check_item(item, RULES, agency)
+            assert date.fromisoformat(item["formed_on"]) <= day
+            assert draft.values["deadline"] >= _release(item, day), (day, item["category"])
+            assert item["late_reason"] is None
+        day += timedelta(days=1)
+
+
+async def test_running_the_demo_on_another_day_adds_nothing(db: Database, rules: Rules) -> None:
+    first = await demo.load_demo(db, rules)
+    again = await demo.load_demo(db, rules, on=today() + timedelta(days=3))
+    assert again["items"] == first["items"]
+    async with db.connect() as conn:
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(items))
+    assert count == len(demo.demo_items())

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
 
+from dispatcher.rules.deadlines import today
 from dispatcher.settings import Settings, load_settings
 from dispatcher.storage import ledger
 from dispatcher.storage.db import Database
@@ -121,7 +122,8 @@ async def test_scheduled_item_waits_for_its_time(
 ) -> None:
     scripts = {"website": Script(), "feeds": Script()}
     at = datetime.now(UTC) + timedelta(seconds=3)
-    item_id = await approve_via_api(api, make_token, publish_at=at.isoformat())
+    formed = today().isoformat()  # a release within the 3 days bid candidates have
+    item_id = await approve_via_api(api, make_token, publish_at=at.isoformat(), formed_on=formed)
     client = aioredis.from_url(dispatch_settings.storage.redis_url)
     try:  # the approval queued each job deferred to the release time (arq scores: ms)
         for channel in scripts:

@@ -27,7 +27,7 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
         await migrate(db)
         await migrate(db)  # idempotent
         async with db.connect() as conn:
-            assert await current_revision(conn) == "0003"
+            assert await current_revision(conn) == "0004"
         from alembic import command
 
         from dispatcher.storage.db import _alembic_config
@@ -43,6 +43,6 @@ async def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
             assert await current_revision(conn) is None
         await migrate(db)
         async with db.connect() as conn:
-            assert await current_revision(conn) == "0003"
+            assert await current_revision(conn) == "0004"
     finally:
         await db.dispose()

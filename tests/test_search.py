@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from dispatcher.http.app import create_app
 from dispatcher.items import search, workflow
 from dispatcher.rules import grams
+from dispatcher.rules.deadlines import today
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database, _alembic_config, current_revision, migrate
@@ -128,7 +129,11 @@ async def test_only_what_the_website_shows(settings: Settings, db: Database, age
     waiting = await approve_directly(db, build_rules(settings), title="待发布的医院公示")
     later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     scheduled = await approve_directly(
-        db, build_rules(settings), title="定时发布的医院公示", publish_at=later
+        db,
+        build_rules(settings),
+        title="定时发布的医院公示",
+        publish_at=later,
+        formed_on=today().isoformat(),
     )
     submitted, _ = await workflow.submit(
         db, build_rules(settings), EDITOR, bid_candidates(title="未审核的医院公示")

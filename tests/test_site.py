@@ -4,12 +4,14 @@ channels, then read the pages from the web app; conditional GET; `gongkai site r
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from channels import REGISTRY, paths
 from dispatcher.ops.site import rebuild
+from dispatcher.rules.deadlines import today
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
 from tests.helpers import (
@@ -47,9 +49,11 @@ async def published(
         ),
         "notice": await approve_via_api(
             api, make_token, category="bid_notice", title="门诊楼改造工程招标公告",
-            fields={}, withheld=[],
+            fields={"bid_deadline": (today() + timedelta(days=30)).isoformat()}, withheld=[],
         ),
-        "candidates": await approve_via_api(api, make_token, title="<script>alert(1)</script>公示"),
+        "candidates": await approve_via_api(
+            api, make_token, title="<script>alert(1)</script>公示", formed_on=today().isoformat()
+        ),
         "other": await approve_via_api(
             api, make_token, project_code="E9901000009999999", title="另一项目"
         ),
@@ -218,7 +222,7 @@ async def test_a_reader_browses_in_chromium(api: Client, published: dict[str, in
             await page.get_by_role("link", name=f"本项目全部信息（{PROJECT}）").click()
             assert page.url.endswith(f"/projects/{PROJECT}/")
             steps = await page.locator("ol.lifecycle > li > h2").all_inner_texts()
-            assert steps[1:4] == ["招标公告", "中标候选人", "中标结果"]
+            assert steps[1:6] == ["招标公告", "资格审查结果", "开标记录", "中标候选人", "中标结果"]
             links = await page.locator("ol.lifecycle a").all_inner_texts()
             assert links == ["门诊楼改造工程招标公告", REVISED, "门诊楼改造工程中标结果公告"]
         finally:

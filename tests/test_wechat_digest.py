@@ -51,6 +51,13 @@ def digest_settings(dispatch_env: dict[str, str], sandbox: RunningSandbox) -> Se
 
 
 @pytest.fixture
+def worker_settings(dispatch_env: dict[str, str], sandbox: RunningSandbox) -> Settings:
+    """The same account without the digest, for the workers that publish: their own `digest`
+    cron must not open today's digest before a test's tick does."""
+    return load_settings(env=wechat_env(dispatch_env, sandbox.base_url))
+
+
+@pytest.fixture
 async def enabled(digest_settings: Settings) -> AsyncIterator[dict[str, Enabled]]:
     """The worker's channels, to hand to the digest's tick."""
     rules = build_rules(digest_settings)
@@ -100,11 +107,11 @@ async def publish_all(db: Database, settings: Settings, titles: list[str]) -> li
 
 async def test_the_days_live_articles_go_out_once_in_one_mass_send(
     db: Database, agencies: list[str], digest_settings: Settings, sandbox: RunningSandbox,
-    enabled: dict[str, Enabled],
+    enabled: dict[str, Enabled], worker_settings: Settings,
 ) -> None:  # fmt: skip
-    ids = await publish_all(db, digest_settings, ["第一项公示", "第二项公示", "被撤回的公示"])
+    ids = await publish_all(db, worker_settings, ["第一项公示", "第二项公示", "被撤回的公示"])
     await workflow.withdraw(db, APPROVER, ids[2], {"reason": "项目终止"})
-    async with running_worker(digest_settings, channels.REGISTRY):
+    async with running_worker(worker_settings, channels.REGISTRY):
         await wait_until(all_in(db, "published", "withdrawn", "skipped"), 60)
 
     now = datetime.now(UTC)
@@ -132,9 +139,9 @@ async def test_the_days_live_articles_go_out_once_in_one_mass_send(
 
 async def test_no_quota_waits_for_the_next_window_and_goes_out_with_that_days(
     db: Database, agencies: list[str], digest_settings: Settings, sandbox: RunningSandbox,
-    enabled: dict[str, Enabled],
+    enabled: dict[str, Enabled], worker_settings: Settings,
 ) -> None:  # fmt: skip
-    await publish_all(db, digest_settings, ["今天的公示"])
+    await publish_all(db, worker_settings, ["今天的公示"])
     sandbox.sandbox.faults.mass_quota = 0
     now = datetime.now(UTC)
     await tick(db, digest_settings, enabled, now)
@@ -146,7 +153,7 @@ async def test_no_quota_waits_for_the_next_window_and_goes_out_with_that_days(
     assert abs((row.next_attempt_at - tomorrow).total_seconds()) < 120  # the next 00:00
     assert sandbox.sandbox.mass_sends(APPID) == []
 
-    await publish_all(db, digest_settings, ["明天的公示"])
+    await publish_all(db, worker_settings, ["明天的公示"])
     sandbox.sandbox.faults.mass_quota = 1
     later = now + timedelta(days=1)
     await tick(db, digest_settings, enabled, later)
@@ -161,9 +168,9 @@ async def test_no_quota_waits_for_the_next_window_and_goes_out_with_that_days(
 
 async def test_a_send_whose_answer_was_lost_is_not_sent_again(
     db: Database, agencies: list[str], digest_settings: Settings, sandbox: RunningSandbox,
-    enabled: dict[str, Enabled],
+    enabled: dict[str, Enabled], worker_settings: Settings,
 ) -> None:  # fmt: skip
-    await publish_all(db, digest_settings, ["一项公示"])
+    await publish_all(db, worker_settings, ["一项公示"])
     now = datetime.now(UTC)
     await tick(db, digest_settings, enabled, now)
     # As a worker killed after sendall went out, before its answer was written, leaves it:
@@ -190,9 +197,9 @@ async def test_a_send_whose_answer_was_lost_is_not_sent_again(
 
 async def test_an_item_withdrawn_before_the_send_gets_a_new_draft_without_it(
     db: Database, agencies: list[str], digest_settings: Settings, sandbox: RunningSandbox,
-    enabled: dict[str, Enabled],
+    enabled: dict[str, Enabled], worker_settings: Settings,
 ) -> None:  # fmt: skip
-    ids = await publish_all(db, digest_settings, ["保留的公示", "撤回的公示"])
+    ids = await publish_all(db, worker_settings, ["保留的公示", "撤回的公示"])
     sandbox.sandbox.faults.mass_quota = 0  # drafted, then refused: it waits with its draft
     now = datetime.now(UTC)
     await tick(db, digest_settings, enabled, now)
@@ -201,7 +208,7 @@ async def test_an_item_withdrawn_before_the_send_gets_a_new_draft_without_it(
     assert [d.media_id for d in sandbox.sandbox.drafts(APPID)] == [old_draft]
 
     await workflow.withdraw(db, APPROVER, ids[1], {"reason": "信息有误"})
-    async with running_worker(digest_settings, channels.REGISTRY):
+    async with running_worker(worker_settings, channels.REGISTRY):
         await wait_until(all_in(db, "published", "withdrawn", "skipped"), 60)
     sandbox.sandbox.faults.mass_quota = 1
     async with db.transaction() as conn:  # its next window has come
@@ -216,7 +223,7 @@ async def test_an_item_withdrawn_before_the_send_gets_a_new_draft_without_it(
 
 async def test_a_window_with_nothing_live_is_skipped(
     db: Database, agencies: list[str], digest_settings: Settings, sandbox: RunningSandbox,
-    enabled: dict[str, Enabled],
+    enabled: dict[str, Enabled], worker_settings: Settings,
 ) -> None:  # fmt: skip
     await tick(db, digest_settings, enabled, datetime.now(UTC))
     [row] = await rows(db)

@@ -62,6 +62,13 @@ def openapi_document() -> dict[str, Any]:
             "index_no": {"type": ["string", "null"], "description": "索引号, set on approval"},
             "deadline": {"type": "string", "format": "date"},
             "deadline_provisional": {"type": "boolean"},
+            "deadline_rule": {
+                "type": ["object", "null"],
+                "description": "the rule that set the deadline: kind (deadline or lead), count, "
+                "unit (working_days or days), from (what starts the clock) or before (the "
+                "event a notice precedes), basis (the legal citation), start, and the rules' "
+                "version (1: before per-category rules)",
+            },
             "first_published_at": {
                 "type": ["string", "null"],
                 "format": "date-time",

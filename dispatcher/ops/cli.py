@@ -53,10 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     cat = add("catalogue", commands.cmd_catalogue, "print the catalogue of domains and categories")
     cat.add_argument("--json", action="store_true")
     dl = add(
-        "deadline", commands.cmd_deadline, "the statutory deadline: N working days after START"
+        "deadline",
+        commands.cmd_deadline,
+        "the statutory deadline: by a category's rule, or N working days after START",
     )
-    dl.add_argument("start", help="YYYY-MM-DD, the day the information was formed or changed")
-    dl.add_argument("--days", type=int, default=20, help="working days (default 20)")
+    dl.add_argument("start", help="YYYY-MM-DD: what starts the clock (formed, changed, the "
+                    "evaluation report received …); for a lead time, the event's day")  # fmt: skip
+    how = dl.add_mutually_exclusive_group()
+    how.add_argument("--days", type=int, help="N working days (default 20)")
+    how.add_argument("--category", help="by this category's rule: KEY or DOMAIN/KEY")
+    dl.add_argument(
+        "--decision",
+        choices=sorted(commands.DECISIONS),
+        help="an administrative permit or penalty decision: 7 working days at most",
+    )
     dl.add_argument("--json", action="store_true")
 
     agency = add("agency", _group_help, "manage agencies").add_subparsers(required=True)

@@ -25,8 +25,9 @@ from dispatcher.dispatch.worker import redis_for, run_worker
 from dispatcher.errors import GongkaiError, InputError
 from dispatcher.items import accounts, queries, workflow
 from dispatcher.ops import demo, sandbox, serve, site
-from dispatcher.rules.calendar import WorkCalendar, parse_date
-from dispatcher.rules.catalogue import format_catalogue, load_catalogue
+from dispatcher.rules import limits
+from dispatcher.rules.calendar import Deadline, parse_date
+from dispatcher.rules.catalogue import describe_limit, format_catalogue, load_catalogue
 from dispatcher.rules.intake import parse_json
 from dispatcher.rules.permissions import Actor, publishing_agency
 from dispatcher.rules.rulebook import build_rules
@@ -126,18 +127,40 @@ async def cmd_catalogue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+DECISIONS = {"permit": "administrative_permit", "penalty": "administrative_penalty"}
+
+
 async def cmd_deadline(args: argparse.Namespace, settings: Settings) -> int:
-    calendar = WorkCalendar.from_file(settings.calendar.overrides or None)
+    rules = build_rules(settings)
     try:
-        limit = calendar.deadline(parse_date(args.start), args.days)
+        start = parse_date(args.start)
+        if args.category is None:
+            print_deadline(rules.calendar.deadline(start, args.days or 20), args.json)
+            return 0
+        category = rules.catalogue.find(args.category)
+        lead = category.time_limit.kind == "lead"
+        found = limits.due(rules.calendar, category.time_limit, start,
+                           DECISIONS.get(args.decision or ""), start if lead else None)  # fmt: skip
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    rule = found.rule
+    text = describe_limit(category) if rule is category.time_limit else rule.describe()
     if args.json:
+        _out({"category": f"{category.domain or ''}/{category.key}".lstrip("/"),
+              "deadline": found.date.isoformat(), "provisional": found.provisional,
+              "text": text, "rule": found.to_json()})  # fmt: skip
+    else:
+        note = "  (provisional: no official calendar data)" if found.provisional else ""
+        print(f"{found.date.isoformat()}  {category.name}: {text}（{rule.basis}）{note}")
+    return 0
+
+
+def print_deadline(limit: Deadline, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(limit.to_json()))
     else:
         note = "  (provisional: no official calendar data)" if limit.provisional else ""
         print(limit.date.isoformat() + note)
-    return 0
 
 
 async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,11 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import channels
 from dispatcher.errors import ConfigurationError
-from dispatcher.rules.deadlines import ADMINISTRATIVE_DECISION_DAYS, working_days
+from dispatcher.rules.limits import DECISIONS, UNIT_NAMES, Publicity, TimeLimit
 
 FIELD_TYPES = ("string", "text", "integer", "decimal", "date", "boolean", "table")
 SCALAR_TYPES = FIELD_TYPES[:-1]
-PUBLISHER_LABELS = {"approver": "审批部门公开", "implementer": "实施主体公开"}
+PUBLISHER_LABELS = {
+    "approver": "审批部门公开",
+    "implementer": "实施主体公开",
+    "author": "制作机关公开",
+}
 
 MAX_STRING = 500
 MAX_TEXT = 20_000
@@ -61,6 +65,7 @@ class FieldSpec:
     type: str
     required: bool
     columns: tuple[FieldSpec, ...] = ()
+    withhold: str | None = None  # a withholding basis: withheld unless the editor lists it
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,15 @@ class Category:
     name: str
     domain: str | None
     stage: int
-    publisher: Literal["approver", "implementer"]
-    deadline_days: int
+    publisher: Literal["approver", "implementer", "author"]
+    time_limit: TimeLimit
     default_channels: tuple[str, ...]
     description: str
     fields: tuple[FieldSpec, ...]
+    min_publicity: Publicity | None = None
 
-    def working_days(self, decision: str | None) -> int:
-        """The working days an item of this category has (7 at most for a permit or penalty)."""
-        return working_days(self.deadline_days, decision)
+    def field(self, key: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.key == key), None)
 
     def field_labels(self) -> Mapping[str, str]:
         """Field and column names, flattened: `candidates` and `candidates.rank`."""
@@ -106,7 +111,7 @@ class Catalogue:
     domains: Mapping[str, Domain]
     cross_domain: Mapping[str, Category]
     withholding_bases: Mapping[str, str]
-    version: int = 1
+    version: int = 2
     _labels: dict[tuple[str, str], Mapping[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -117,6 +122,21 @@ class Catalogue:
         if d is None:
             return None
         return d.categories.get(key) or self.cross_domain.get(key)
+
+    def find(self, name: str) -> Category:
+        """The category `name` ("bid_candidates", or "land/transfer_notice" where a key is in
+        several domains); ValueError naming the choices if it is unknown or ambiguous."""
+        domain, _, key = name.rpartition("/")
+        found = [
+            c for d in self.domains.values() if domain in ("", d.key)
+            for c in d.categories.values() if c.key == key
+        ] + [c for c in self.cross_domain.values() if c.key == key]  # fmt: skip
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ValueError(f"no category {name!r} (gongkai catalogue lists them)")
+        choices = ", ".join(f"{c.domain}/{c.key}" for c in found)
+        raise ValueError(f"category {key!r} is in several domains: name one of {choices}")
 
     def labels(self, domain: str, category: str) -> Mapping[str, Any]:
         """The Chinese names a channel shows for an item of `domain`/`category`.
@@ -172,17 +192,26 @@ class Catalogue:
 
 def _field_json(f: FieldSpec) -> dict[str, Any]:
     cols = [_field_json(c) for c in f.columns]
-    return {"key": f.key, "name": f.name, "type": f.type, "required": f.required, "columns": cols}
+    found = {"key": f.key, "name": f.name, "type": f.type, "required": f.required, "columns": cols}
+    return found | ({"withhold": f.withhold} if f.withhold else {})
+
+
+def describe_limit(c: Category) -> str:
+    """The category's time rule in Chinese: "自收到评标报告之日起3日内" (and the event's name)."""
+    event = c.field(c.time_limit.before) if c.time_limit.before else None
+    return c.time_limit.describe(event.name if event else "")
 
 
 def _category_json(c: Category) -> dict[str, Any]:
     deadline = {
-        "working_days": c.deadline_days,
-        "administrative_decisions": ADMINISTRATIVE_DECISION_DAYS,
+        **c.time_limit.to_json(),
+        "text": describe_limit(c),
+        "administrative_decisions": DECISIONS.to_json(),
     }
     head = {"key": c.key, "name": c.name, "stage": c.stage, "publisher": c.publisher}
     return head | {
         "deadline": deadline,
+        "min_publicity": c.min_publicity.to_json() if c.min_publicity else None,
         "default_channels": list(c.default_channels),
         "description": c.description,
         "fields": [_field_json(f) for f in c.fields],
@@ -202,14 +231,33 @@ class _FieldModel(_Strict):
     type: Literal["string", "text", "integer", "decimal", "date", "boolean", "table"]
     required: bool = False
     columns: list[_FieldModel] = []
+    withhold: Key | None = None
+
+
+class _TimeLimitModel(_Strict):
+    kind: Literal["deadline", "lead"]
+    count: int = Field(ge=1, le=366)
+    unit: Literal["working_days", "days"]
+    start: str = Field(default="", alias="from")
+    before: str = ""
+    basis: Name
+
+
+class _PublicityModel(_Strict):
+    count: int = Field(ge=1, le=366)
+    unit: Literal["working_days", "days"]
+    start: Key
+    end: Key
+    basis: Name
 
 
 class _CategoryModel(_Strict):
     key: Key
     name: Name
     stage: int = Field(ge=1)
-    publisher: Literal["approver", "implementer"]
-    deadline_days: int = Field(ge=1, le=20)
+    publisher: Literal["approver", "implementer", "author"]
+    time_limit: _TimeLimitModel
+    min_publicity: _PublicityModel | None = None
     default_channels: list[Key] = Field(min_length=1)
     description: str = ""
     fields: list[_FieldModel] = []
@@ -222,7 +270,7 @@ class _DomainModel(_Strict):
 
 
 class _FileModel(_Strict):
-    version: Literal[1]
+    version: Literal[2]
     withholding_bases: dict[Key, Name]
     domains: list[_DomainModel] = Field(min_length=1)
     cross_domain: list[_CategoryModel] = []
@@ -258,7 +306,9 @@ def _check_fields(fields: list[_FieldModel], path: str, *, in_table: bool) -> li
     return problems
 
 
-def _check_category(c: _CategoryModel, path: str, kinds: Collection[str]) -> list[tuple[str, str]]:
+def _check_category(
+    c: _CategoryModel, path: str, kinds: Collection[str], bases: Collection[str]
+) -> list[tuple[str, str]]:
     problems = []
     where = f"{path}.default_channels"
     for i, kind in enumerate(c.default_channels):
@@ -270,15 +320,49 @@ def _check_category(c: _CategoryModel, path: str, kinds: Collection[str]) -> lis
         problems.append((where, f"must include {channels.FIRST_PLATFORM!r} (the first platform)"))
     if len(set(c.default_channels)) != len(c.default_channels):
         problems.append((where, "duplicate channel"))
+    problems += _check_timing(c, path)
+    for i, f in enumerate(c.fields):
+        for j, col in enumerate([f, *f.columns]):
+            here = f"{path}.fields[{i}]" + (f".columns[{j - 1}]" if j else "")
+            if col.withhold is not None and col.withhold not in bases:
+                problems.append((f"{here}.withhold", f"unknown withholding basis {col.withhold!r}"))
     return problems + _check_fields(c.fields, f"{path}.fields", in_table=False)
 
 
+def _check_timing(c: _CategoryModel, path: str) -> list[tuple[str, str]]:
+    """A lead time names a required date field; a deadline says what starts its clock; a
+    publicity period names two date fields."""
+    dates = {f.key: f for f in c.fields if f.type == "date"}
+    limit, here = c.time_limit, f"{path}.time_limit"
+    problems = []
+    if limit.kind == "lead":
+        event = dates.get(limit.before)
+        if event is None or not event.required:
+            problems.append((f"{here}.before", "must name a required date field of the category"))
+        if limit.unit != "days":
+            problems.append((f"{here}.unit", "a lead time is counted in days"))
+        if limit.start:
+            problems.append((f"{here}.from", "a lead time has no start ('before' names the event)"))
+    else:
+        if not limit.start.strip():
+            problems.append((f"{here}.from", "say what starts the clock, e.g. 收到评标报告之日"))
+        if limit.before:
+            problems.append((f"{here}.before", "only a lead time names an event"))
+    if c.min_publicity is not None:
+        for end in ("start", "end"):
+            key = getattr(c.min_publicity, end)
+            if key not in dates:
+                problems.append((f"{path}.min_publicity.{end}", f"{key!r} is not a date field"))
+    return problems
+
+
 def _check_file(m: _FileModel, kinds: Collection[str]) -> list[tuple[str, str]]:
+    bases = set(m.withholding_bases)
     problems = _duplicates((d.key for d in m.domains), "$.domains")
     problems += _duplicates((c.key for c in m.cross_domain), "$.cross_domain")
     cross_keys = {c.key for c in m.cross_domain}
     for i, c in enumerate(m.cross_domain):
-        problems += _check_category(c, f"$.cross_domain[{i}]", kinds)
+        problems += _check_category(c, f"$.cross_domain[{i}]", kinds, bases)
     for i, d in enumerate(m.domains):
         path = f"$.domains[{i}].categories"
         problems += _duplicates((c.key for c in d.categories), path)
@@ -287,7 +371,7 @@ def _check_file(m: _FileModel, kinds: Collection[str]) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{path}[{j}].key", f"key {c.key!r} is also a cross-domain category")
                 )
-            problems += _check_category(c, f"{path}[{j}]", kinds)
+            problems += _check_category(c, f"{path}[{j}]", kinds, bases)
     return problems
 
 
@@ -301,13 +385,17 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _build_category(c: _CategoryModel, domain: str | None) -> Category:
     def spec(f: _FieldModel) -> FieldSpec:
-        return FieldSpec(f.key, f.name, f.type, f.required, tuple(spec(col) for col in f.columns))
+        columns = tuple(spec(col) for col in f.columns)
+        return FieldSpec(f.key, f.name, f.type, f.required, columns, f.withhold)
 
-    rest = c.model_dump(exclude={"fields", "default_channels"})
+    rest = c.model_dump(exclude={"fields", "default_channels", "time_limit", "min_publicity"})
+    limit = TimeLimit(**c.time_limit.model_dump())
+    publicity = Publicity(**c.min_publicity.model_dump()) if c.min_publicity else None
     fields = tuple(spec(f) for f in c.fields)
     return Category(
-        domain=domain, default_channels=tuple(c.default_channels), fields=fields, **rest
-    )
+        domain=domain, default_channels=tuple(c.default_channels), fields=fields,
+        time_limit=limit, min_publicity=publicity, **rest,
+    )  # fmt: skip
 
 
 def _by_stage(cats: list[_CategoryModel], domain: str | None) -> Mapping[str, Category]:
@@ -458,8 +546,13 @@ def format_catalogue(cat: Catalogue) -> str:
         for c in categories.values():
             lines.append(
                 f"  {c.stage:>2}. {c.key}  {c.name}  {PUBLISHER_LABELS[c.publisher]}"
-                f"  {c.deadline_days}个工作日  渠道: {', '.join(c.default_channels)}"
+                f"  渠道: {', '.join(c.default_channels)}"
             )
+            lines.append(f"        时限: {describe_limit(c)}（{c.time_limit.basis}）")
+            if c.min_publicity is not None:
+                p = c.min_publicity
+                amount = f"{p.count}{UNIT_NAMES[p.unit]}"
+                lines.append(f"        公示期: 不少于{amount}（{p.basis}）")
             for f in c.fields:
                 mark = "*" if f.required else ""
                 cols = f"（{'、'.join(col.name for col in f.columns)}）" if f.columns else ""
@@ -468,5 +561,8 @@ def format_catalogue(cat: Catalogue) -> str:
     lines.append("withholding bases  不予公开依据")
     lines += [f"  {k}  {v}" for k, v in cat.withholding_bases.items()]
     lines.append("")
-    lines.append("* required field; 行政许可、行政处罚决定一律7个工作日内公开")
+    lines.append(
+        f"* required field; 行政许可、行政处罚决定{DECISIONS.count}个工作日内公开"
+        f"（{DECISIONS.basis}）, or sooner where the category's rule is sooner"
+    )
     return "\n".join(lines) + "\n"

@@ -17,9 +17,11 @@ import nh3
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from channels import FIRST_PLATFORM
+from channels.base import SHANGHAI
 from channels.registry import split_name
 from dispatcher.errors import FieldErrors, InputError, PathError
-from dispatcher.rules.catalogue import Category, validate_fields
+from dispatcher.rules import limits
+from dispatcher.rules.catalogue import Category, describe_limit, validate_fields
 from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, REGION_CODE_PATTERN
 from dispatcher.rules.deadlines import on_time, today
 from dispatcher.rules.permissions import PUBLISHER_FIELDS, check_publisher, publisher_field
@@ -67,6 +69,7 @@ class ItemIn(BaseModel):
     decision: Literal["administrative_permit", "administrative_penalty"] | None = None
     approving_agency: CreditCode | None = None
     implementing_agency: CreditCode | None = None
+    authoring_agency: CreditCode | None = None
     project_code: ProjectCode | None = None
     region: Annotated[str, StringConstraints(pattern=REGION_CODE_PATTERN)]
     document_number: Annotated[Line, Field(max_length=200)] | None = None
@@ -149,7 +152,7 @@ def check_item(
     The statutory clock starts at `formed_on`, or at `changed_on` for a revision.
     """
     refuse_state_secret(data)
-    data = _normalize_newlines(data)
+    data = _withheld_by_default(_normalize_newlines(data), rules)
     try:
         item = ItemIn.model_validate_json(json.dumps(data))
     except ValidationError as exc:
@@ -268,6 +271,7 @@ def _version_values(
         "decision": item.decision,
         "approving_agency": item.approving_agency,
         "implementing_agency": item.implementing_agency,
+        "authoring_agency": item.authoring_agency,
         "project_code": item.project_code,
         "region": item.region,
         "document_number": kept("document_number", item.document_number, None),
@@ -277,11 +281,76 @@ def _version_values(
         "publish_at": item.publish_at,
         "late_reason": (item.late_reason or "").strip() or None,
     }
-    limit = rules.calendar.deadline(start, category.working_days(item.decision))
-    values["deadline"], values["deadline_provisional"] = limit.date, limit.provisional
-    if on_time(item.publish_at, limit.date) is False and values["late_reason"] is None:
-        raise InputError(
-            [("late_reason", f"publish_at is after the statutory deadline {limit.date}: "
-                             "state the reason (it is recorded and the audit shows the item late)")]
-        )  # fmt: skip
+    found = _due(item, category, rules, start)
+    values["deadline"], values["deadline_provisional"] = found.date, found.provisional
+    values["deadline_rule"] = found.to_json()
+    if values["late_reason"] is None:
+        _check_timing(item, category, rules, found)
     return values
+
+
+def _due(item: ItemIn, category: Category, rules: Rules, start: date) -> limits.Due:
+    """The version's deadline by its category's rule (a lead time: before the event's date)."""
+    rule = category.time_limit
+    event = item.fields.get(rule.before) if rule.kind == "lead" else None
+    when = date.fromisoformat(event) if isinstance(event, str) else None
+    return limits.due(rules.calendar, rule, start, item.decision, when)
+
+
+def _release_day(item: ItemIn) -> date:
+    """The day the version goes out: its `publish_at` (Beijing), or today (at approval)."""
+    if item.publish_at is None:
+        return today()
+    return item.publish_at.astimezone(SHANGHAI).date()
+
+
+def _check_timing(item: ItemIn, category: Category, rules: Rules, found: limits.Due) -> None:
+    """Refuse, unless a `late_reason` says why, a release after the deadline, a notice that
+    cannot precede its event by the lead time, or a publicity period under the minimum."""
+    reason = "state the reason in late_reason (it is recorded and the audit shows the item late)"
+    rule = found.rule
+    if rule.kind == "lead" and _release_day(item) > found.date:
+        raise InputError([("late_reason", f"{category.name} must be published "
+                           f"{describe_limit(category)} ({found.start}), by {found.date} "
+                           f"({rule.basis}): {reason}")])  # fmt: skip
+    if rule.kind == "deadline" and on_time(item.publish_at, found.date) is False:
+        raise InputError([("late_reason", f"publish_at is after the statutory deadline "
+                           f"{found.date} ({rule.basis}): {reason}")])  # fmt: skip
+    publicity = category.min_publicity
+    if publicity is None:
+        return
+    first, last = item.fields.get(publicity.start), item.fields.get(publicity.end)
+    if not (isinstance(first, str) and isinstance(last, str)):
+        return
+    shortest = limits.shortest_end(rules.calendar, publicity, date.fromisoformat(first))
+    if date.fromisoformat(last) < shortest:
+        amount = f"{publicity.count}{limits.UNIT_NAMES[publicity.unit]}"
+        raise InputError([(f"fields.{publicity.end}", f"the publicity period (公示期) must be at "
+                           f"least {amount} ({publicity.basis}): end it on {shortest} or later, "
+                           f"or {reason}")])  # fmt: skip
+
+
+def _withheld_by_default(data: dict[str, Any], rules: Rules) -> dict[str, Any]:
+    """The item with the category's personal fields (`withhold` in the catalogue) withheld on
+    their basis where the editor did not list them: a phone number is never published by
+    mistake."""
+    domain, key, fields = data.get("domain"), data.get("category"), data.get("fields")
+    listed = data.get("withheld", [])
+    if not (isinstance(domain, str) and isinstance(key, str) and isinstance(fields, dict)):
+        return data
+    category = rules.catalogue.category(domain, key)
+    if category is None or not isinstance(listed, list):
+        return data
+    named = {w.get("field") for w in listed if isinstance(w, dict)}
+    extra = []
+    for spec in category.fields:
+        value = fields.get(spec.key)
+        if spec.withhold and value is not None:
+            extra.append((f"fields.{spec.key}", spec.withhold))
+        rows = value if isinstance(value, list) else []
+        for col in spec.columns:
+            for i, row in enumerate(rows):
+                if col.withhold and isinstance(row, dict) and row.get(col.key) is not None:
+                    extra.append((f"fields.{spec.key}[{i}].{col.key}", col.withhold))
+    added = [{"field": path, "basis": basis} for path, basis in extra if path not in named]
+    return {**data, "withheld": [*listed, *added]} if added else data

@@ -1,7 +1,8 @@
 """Who may do what: roles, the actor behind a request, and who publishes an item.
 
-谁批准谁公开、谁实施谁公开: a category's publisher (catalogue) is the approving department or the
-body that carries out the allocation; the item names that agency, and only that agency may
+谁批准谁公开、谁实施谁公开、谁制作谁公开: a category's publisher (catalogue) is the approving
+department, the body that carries out the allocation, or the agency that drafted the document (a
+policy, a plan, a supervisory decision); the item names that agency, and only that agency may
 submit it. Reading is open to every role of the item's own agency; 先审后发 (no self-approval)
 is checked by the workflow, which knows who submitted.
 """
@@ -32,6 +33,7 @@ PERMISSIONS: Mapping[str, tuple[Role, ...]] = {
 PUBLISHER_FIELDS: Mapping[str, str] = {
     "approver": "approving_agency",
     "implementer": "implementing_agency",
+    "author": "authoring_agency",
 }
 
 
@@ -62,7 +64,8 @@ def require(actor: Actor, action: str, agency_code: str | None = None) -> None:
 
 
 def publisher_field(category: Category) -> str:
-    """`approving_agency` or `implementing_agency`: the field naming who publishes `category`."""
+    """`approving_agency`, `implementing_agency` or `authoring_agency`: the field naming who
+    publishes `category`."""
     return PUBLISHER_FIELDS[category.publisher]
 
 
@@ -77,7 +80,7 @@ def check_publisher(category: Category, item: Mapping[str, Any], agency_code: st
     key = publisher_field(category)
     if publishing_agency(category, item) != agency_code:
         raise PermissionDenied(
-            f"谁批准谁公开、谁实施谁公开: {category.name} must be submitted by the {key} "
-            f"named on the item, not by agency {agency_code}",
+            f"谁批准谁公开、谁实施谁公开、谁制作谁公开: {category.name} must be submitted by "
+            f"the {key} named on the item, not by agency {agency_code}",
             [(key, "is not your agency")],
         )

@@ -113,6 +113,7 @@ item_versions = sa.Table(
     sa.Column("decision", sa.String(32)),
     sa.Column("approving_agency", sa.String(18)),
     sa.Column("implementing_agency", sa.String(18)),
+    sa.Column("authoring_agency", sa.String(18)),  # 谁制作、谁公开
     sa.Column("project_code", sa.String(64)),
     sa.Column("region", sa.String(6), nullable=False),
     sa.Column("document_number", sa.String(200)),
@@ -124,6 +125,8 @@ item_versions = sa.Table(
     sa.Column("change_note", sa.Text()),
     sa.Column("deadline", sa.Date(), nullable=False),
     sa.Column("deadline_provisional", sa.Boolean(), nullable=False),
+    # The rule that set `deadline`, its basis and start, and the rules' version (limits.py).
+    sa.Column("deadline_rule", sa.JSON()),
     sa.Column("submitted_by", sa.String(100), nullable=False),
     sa.Column("submitted_at", UTCDateTime(), nullable=False),
     sa.Column("approved_by", sa.String(100)),
@@ -135,9 +138,10 @@ item_versions = sa.Table(
 # else in `item_versions` is about the version (its kind, status, who, when, why).
 VERSION_CONTENT = (
     "title", "summary", "body_html", "formed_on", "decision", "approving_agency",
-    "implementing_agency", "project_code", "region", "document_number", "keywords", "validity",
+    "implementing_agency", "authoring_agency", "project_code", "region", "document_number",
+    "keywords", "validity",
     "fields", "withheld", "channels", "publish_at", "late_reason", "deadline",
-    "deadline_provisional",
+    "deadline_provisional", "deadline_rule",
 )  # fmt: skip
 
 index_counters = sa.Table(

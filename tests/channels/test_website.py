@@ -351,7 +351,8 @@ async def test_the_project_page_shows_the_lifecycle_in_process_order(
 
     page = _read(ctx, f"{paths.list_dir('projects', 'E5000000001234567')}/index.html")
     steps = re.findall(r"<h2>(.*?)</h2>", page)
-    assert steps[:5] == ["审批核准备案信息", "招标公告", "中标候选人", "中标结果", "合同订立及履行"]
+    assert steps[:7] == ["审批核准备案信息", "招标公告", "资格审查结果", "开标记录", "中标候选人",
+                         "中标结果", "合同订立及履行"]  # fmt: skip
     assert _titles(page) == ["招标公告", "中标候选人公示", "中标结果公告"]
     assert '<h1>项目 <span class="code">E5000000001234567</span></h1>' in page
 
