@@ -637,7 +637,7 @@ def test_validate_fields_accepts_good_values(cat: Catalogue) -> None:
     c = cat.category("bidding", "bid_candidates")
     assert c is not None
     good = {
-        "candidates": [ROW | {"bid_price": "-0.5", "duration": "90日历天"}, ROW | {"rank": 2}],
+        "candidates": [ROW | {"bid_price": "0.5", "duration": "90日历天"}, ROW | {"rank": 2}],
         "objection_channel": "书面提出：\n\t联系电话0990-12345678",
         **PUBLICITY,
     }

@@ -52,10 +52,20 @@ def test_press_office_flow(
     )
     assert code == 1 and "统一社会信用代码" in err
 
-    code, out, err = run(capsys, "token", "create", "--agency", CENTER, "--role", "editor")
+    code, out, err = run(
+        capsys, "token", "create", "--agency", CENTER, "--role", "editor", "--holder", "张编辑"
+    )
     assert code == 0 and out.startswith("gk_") and "only this once" in err
     code, _, err = run(
-        capsys, "token", "create", "--agency", "11990100MB0000009X", "--role", "editor"
+        capsys,
+        "token",
+        "create",
+        "--agency",
+        "11990100MB0000009X",
+        "--role",
+        "editor",
+        "--holder",
+        "某人",
     )
     assert code == 1 and "not registered" in err
 
@@ -136,3 +146,26 @@ def test_console_script_is_installed(cli_env: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2026-10-15"
+
+
+def test_tokens_are_listed_and_revoked_and_need_a_holder(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "migrate")
+    run(capsys, "agency", "add", "--code", CENTER, "--name", "中心", "--region", "990100")
+    with pytest.raises(SystemExit):  # argparse: --holder is required
+        main(["token", "create", "--agency", CENTER, "--role", "editor"])
+    assert "--holder" in capsys.readouterr().err
+    code, token, _ = run(capsys, "token", "create", "--agency", CENTER, "--role", "editor",
+                         "--holder", "张编辑")  # fmt: skip
+    assert code == 0
+    code, out, _ = run(capsys, "token", "list", "--json")
+    [listed] = json.loads(out)
+    assert (listed["holder"], listed["revoked_at"]) == ("张编辑", None)
+    assert token.strip() not in out  # never the secret
+    code, out, _ = run(capsys, "token", "revoke", str(listed["id"]))
+    assert code == 0 and "revoked" in out
+    code, out, _ = run(capsys, "token", "list")
+    assert "revoked" in out
+    code, _, err = run(capsys, "token", "revoke", str(listed["id"]))
+    assert code == 1 and "already revoked" in err

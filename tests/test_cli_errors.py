@@ -21,7 +21,7 @@ WECHAT_UNCONFIGURED = {"GONGKAI_CHANNELS": "website,feeds,wechat"}
 DATA_DIR_IS_A_FILE = {"GONGKAI_DATA_DIR": "{tmp}/not-a-dir"}
 
 AGENCY = ["agency", "add", "--code", "12990100MB0000004D", "--name", "中心", "--region", "990100"]
-TOKEN = ["token", "create", "--agency", "12990100MB0000004D", "--role", "editor"]
+TOKEN = ["token", "create", "--agency", "12990100MB0000004D", "--role", "editor", "--holder", "甲"]
 
 # (command line, bad setting, what the message says)
 CASES: list[tuple[list[str], dict[str, str], str]] = [
@@ -40,6 +40,8 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["deadline", "2026-09-30"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (AGENCY, UNREACHABLE_DB, "cannot reach the database"),
     (TOKEN, UNSUPPORTED_DB, "unsupported database"),
+    (["token", "list"], UNREACHABLE_DB, "cannot reach the database"),
+    (["token", "revoke", "1"], UNSUPPORTED_DB, "unsupported database"),
     (["submit", "{tmp}/item.json"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (["approve", "1"], UNREACHABLE_DB, "cannot reach the database"),
     (["retry", "1"], UNSUPPORTED_DB, "unsupported database"),
@@ -87,6 +89,6 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(
 
 def test_every_command_is_covered() -> None:
     commands = set(build_parser().get_default("commands"))
-    assert len(commands) == 13
+    assert len(commands) == 15
     covered = {" ".join(a for a in argv[:2] if a.isalpha()) for argv, _, _ in CASES}
     assert commands - covered == set()

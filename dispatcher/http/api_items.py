@@ -14,10 +14,11 @@ from dispatcher.http.deps import DEPS
 from dispatcher.http.openapi import openapi_document
 from dispatcher.http.responses import json_response
 from dispatcher.items import queries, workflow
-from dispatcher.rules.intake import parse_json
+from dispatcher.rules.intake import parse_json, sane_time
 from dispatcher.rules.permissions import Actor, require
 
 PREFIX = "/api/v1"
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger cursor is not one this API gave
 
 
 def _item_id(request: web.Request) -> int:
@@ -108,7 +109,10 @@ def page_params(request: web.Request) -> tuple[int | None, int]:
             numbers[name] = int(request.query[name]) if name in request.query else default
         except ValueError:
             raise InputError([(name, "a whole number")]) from None
-    return numbers["cursor"], numbers["limit"] or 0
+    cursor = numbers["cursor"]
+    if cursor is not None and not 1 <= cursor <= MAX_ID:
+        raise InputError([("cursor", "a next_cursor this API gave")])
+    return cursor, numbers["limit"] or 0
 
 
 def _list_query(request: web.Request) -> queries.ListQuery:
@@ -119,6 +123,11 @@ def _list_query(request: web.Request) -> queries.ListQuery:
         raise InputError([("since", "an ISO 8601 time, e.g. 2026-11-01T00:00:00+08:00")]) from None
     if since is not None and since.tzinfo is None:
         raise InputError([("since", "give a time zone, e.g. +08:00")])
+    if since is not None:
+        try:
+            sane_time(since, "since", ahead=False)  # a later `since` just finds nothing
+        except ValueError as exc:
+            raise InputError([("since", str(exc))]) from None
     cursor, limit = page_params(request)
     return queries.ListQuery(
         status=q.get("status"),

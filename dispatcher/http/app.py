@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from dispatcher.dispatch import queue as queues
-from dispatcher.errors import GongkaiError
+from dispatcher.errors import GongkaiError, InputError
 from dispatcher.http import api_deliveries, api_items, hooks, probes, public, search_page
 from dispatcher.http.deps import DEPS, Deps
 from dispatcher.http.responses import problem
 from dispatcher.rules.rulebook import Rules, build_rules
+from dispatcher.rules.text import anywhere_problem
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
 
@@ -30,6 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as problem+json; nothing internal leaks into a 500."""
     try:
+        _check_query(request)
         return await handler(request)
     except GongkaiError as exc:
         if exc.status >= 500:  # not the client's doing: logged; a 503 says what is missing
@@ -48,6 +50,15 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem(500, "Internal error", "the server failed; the error was logged")
+
+
+def _check_query(request: web.Request) -> None:
+    """A query string holding what no text may (a NUL, an unpaired surrogate) is refused the
+    same way on both databases, before any handler binds it into SQL."""
+    for name, value in request.query.items():
+        found = anywhere_problem(name) or anywhere_problem(value)
+        if found:
+            raise InputError([(f"?{name}", found)])
 
 
 def _keep_headers(exc: web.HTTPException) -> dict[str, str]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dispatcher.errors import AccountError
 from dispatcher.rules.codes import CREDIT_CODE, REGION_CODE
 from dispatcher.rules.permissions import ROLES, Actor
+from dispatcher.rules.text import line_problem
 from dispatcher.storage import ledger
 from dispatcher.storage.models import agencies, tokens
 
@@ -40,6 +43,9 @@ async def add_agency(
         raise AccountError(f"--code {code!r} is not an 18-character 统一社会信用代码")
     if not name or len(name) > 200:
         raise AccountError("--name must be 1 to 200 characters")
+    if line_problem(name):
+        raise AccountError(f"--name {line_problem(name)}")
+    name = unicodedata.normalize("NFC", name)
     if not REGION_CODE.match(region):
         raise AccountError(f"--region {region!r} is not a 6-digit administrative division code")
     if not _PREFIX.match(prefix):
@@ -83,6 +89,8 @@ async def create_token(
     holder = (holder or "").strip() or f"token-{token_hash[:12]}"
     if len(holder) > 100:
         raise AccountError("--holder must be at most 100 characters")
+    if line_problem(holder):
+        raise AccountError(f"--holder {line_problem(holder)}")
     result = await conn.execute(
         tokens.insert().values(
             token_hash=token_hash,
@@ -116,3 +124,36 @@ async def authenticate(conn: AsyncConnection, token: str) -> Actor | None:
     if row is None:
         return None
     return Actor(agency_code=row.agency_code, role=row.role, holder=row.holder, token_id=row.id)
+
+
+async def list_tokens(
+    conn: AsyncConnection, agency_code: str | None = None
+) -> list[dict[str, Any]]:
+    """Every token (never the token itself): id, agency, role, holder, created, revoked."""
+    query = sa.select(tokens).order_by(tokens.c.id)
+    if agency_code is not None:
+        query = query.where(tokens.c.agency_code == agency_code)
+    rows = (await conn.execute(query)).all()
+    return [
+        {"id": r.id, "agency": r.agency_code, "role": r.role, "holder": r.holder,
+         "created_at": r.created_at.isoformat(),
+         "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}
+        for r in rows
+    ]  # fmt: skip
+
+
+async def revoke_token(conn: AsyncConnection, token_id: int) -> None:
+    """Revoke a token at once (the next request with it is refused); recorded in the ledger."""
+    row = (await conn.execute(sa.select(tokens).where(tokens.c.id == token_id))).first()
+    if row is None:
+        raise AccountError(f"no token {token_id} (gongkai token list shows them)")
+    if row.revoked_at is not None:
+        raise AccountError(f"token {token_id} was already revoked at {row.revoked_at.isoformat()}")
+    await conn.execute(
+        tokens.update().where(tokens.c.id == token_id).values(revoked_at=datetime.now(UTC))
+    )
+    await ledger.append(
+        conn, "token.revoked", "cli",
+        data={"token_id": token_id, "agency": row.agency_code, "role": row.role,
+              "holder": row.holder},
+    )  # fmt: skip

@@ -80,7 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = add("create", commands.cmd_token_create, "create a token (printed once)", token, "token")
     t.add_argument("--agency", required=True)
     t.add_argument("--role", required=True, choices=[str(role) for role in ROLES])
-    t.add_argument("--holder", help="the person holding it (for the self-approval rule)")
+    t.add_argument("--holder", required=True,
+                   help="the person holding it; one person's tokens name the same holder, "
+                        "or the self-approval rule cannot see it is one person")  # fmt: skip
+    tl = add("list", commands.cmd_token_list, "list tokens (never their secrets)", token, "token")
+    tl.add_argument("--agency")
+    tl.add_argument("--json", action="store_true")
+    tr = add("revoke", commands.cmd_token_revoke, "revoke a token at once", token, "token")
+    tr.add_argument("id", type=int)
 
     s = add("submit", commands.cmd_submit, "submit an item from a JSON file")
     s.add_argument("file")

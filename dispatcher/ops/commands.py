@@ -84,6 +84,25 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db, db.connect() as conn:
+        found = await accounts.list_tokens(conn, args.agency)
+    if args.json:
+        _out(found)
+        return 0
+    for t in found:
+        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        print(f"{t['id']:>5}  {t['agency']}  {t['role']:<8}  {t['holder']}  {state}")
+    return 0
+
+
+async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async with _database(settings) as db, db.transaction() as conn:
+        await accounts.revoke_token(conn, args.id)
+    print(f"token {args.id} revoked: requests with it are refused from now on")
+    return 0
+
+
 async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     rules = build_rules(settings)
     try:

@@ -39,7 +39,7 @@ PUBLISHER_LABELS = {
 MAX_STRING = 500
 MAX_TEXT = 20_000
 MAX_ROWS = 500
-_DECIMAL_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")  # amounts, areas, rates: never negative
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
@@ -511,6 +511,8 @@ def _check_integer(value: Any) -> str | None:
 def _check_decimal(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return 'must be a decimal string such as "12345678.00", not a number'
+    if isinstance(value, str) and value.startswith("-"):
+        return "must not be negative"
     if not isinstance(value, str) or len(value) > 40 or not _DECIMAL_RE.fullmatch(value):
         return 'must be a decimal string such as "12345678.00"'
     return None

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import nh3
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from channels import FIRST_PLATFORM
 from channels.base import SHANGHAI
@@ -26,10 +35,21 @@ from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, RE
 from dispatcher.rules.deadlines import on_time, today
 from dispatcher.rules.permissions import PUBLISHER_FIELDS, check_publisher, publisher_field
 from dispatcher.rules.rulebook import Rules
+from dispatcher.rules.text import json_problems, line_problem, nfc
 from dispatcher.rules.withholding import WITHHOLDABLE_ROOTS, parse_path, remove_path
 
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-Line = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_NO_CONTROL)]
+EARLIEST = date(2000, 1, 1)  # no disclosure item is formed before this
+SCHEDULE_AHEAD = timedelta(days=366)  # the furthest ahead a release may be scheduled
+
+
+def _one_line(value: str) -> str:
+    problem = line_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Line = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_one_line)]
 CreditCode = Annotated[str, StringConstraints(pattern=CREDIT_CODE_PATTERN)]
 ProjectCode = Annotated[str, StringConstraints(pattern=PROJECT_CODE_PATTERN)]
 
@@ -84,6 +104,32 @@ class ItemIn(BaseModel):
     publish_at: AwareDatetime | None = None
     late_reason: Annotated[str, Field(max_length=2000)] | None = None
 
+    @field_validator("formed_on")
+    @classmethod
+    def _formed_in_range(cls, value: date) -> date:
+        if value < EARLIEST:
+            raise ValueError(f"lies before {EARLIEST}: no item here is that old")
+        return value
+
+    @field_validator("publish_at")
+    @classmethod
+    def _release_in_range(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else sane_time(value, "a release")
+
+
+def sane_time(value: datetime, what: str, *, ahead: bool = True) -> datetime:
+    """`value` if it is from 2000 on and (`ahead`) at most a year from now; ValueError
+    otherwise, also for an offset that takes it out of the calendar."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is outside the calendar with that offset") from None
+    if utc < datetime.combine(EARLIEST, datetime.min.time(), UTC):
+        raise ValueError(f"lies before {EARLIEST}")
+    if ahead and utc > datetime.now(UTC) + SCHEDULE_AHEAD:
+        raise ValueError(f"{what} cannot be more than a year ahead")
+    return value
+
 
 class RevisionIn(BaseModel):
     """A revision: a change note, the change date, and the item fields that change."""
@@ -121,12 +167,30 @@ def pydantic_errors(exc: ValidationError) -> FieldErrors:
 def parse_json(raw: bytes | str) -> dict[str, Any]:
     """Decode a JSON object, or raise InputError naming the problem."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError([("(body)", "nested too deeply")]) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError([("(body)", f"not valid JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise InputError([("(body)", "expected a JSON object")])
+    problems = json_problems(data)
+    if problems:
+        raise InputError(problems)
     return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def refuse_state_secret(data: dict[str, Any]) -> None:
@@ -152,7 +216,10 @@ def check_item(
     The statutory clock starts at `formed_on`, or at `changed_on` for a revision.
     """
     refuse_state_secret(data)
-    data = _withheld_by_default(_normalize_newlines(data), rules)
+    problems = json_problems(data)
+    if problems:
+        raise InputError(problems)
+    data = _withheld_by_default(nfc(data), rules)
     try:
         item = ItemIn.model_validate_json(json.dumps(data))
     except ValidationError as exc:
@@ -177,17 +244,6 @@ def check_item(
     check_publisher(category, named, agency_code)
     values = _version_values(item, data, category, channels, rules, changed_on or item.formed_on)
     return Draft(category, values)
-
-
-def _normalize_newlines(value: Any) -> Any:
-    """CRLF and CR (as browsers send text areas) become LF, everywhere in the item."""
-    if isinstance(value, str):
-        return value.replace("\r\n", "\n").replace("\r", "\n")
-    if isinstance(value, list):
-        return [_normalize_newlines(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _normalize_newlines(v) for k, v in value.items()}
-    return value
 
 
 def _publisher_errors(item: ItemIn, category: Category) -> FieldErrors:
