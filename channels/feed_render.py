@@ -131,13 +131,15 @@ def _add_entry(fg: Any, rec: Entry) -> None:
     if rec["category"]:
         fe.category(term=rec["category"])
     note = rec["change_note"] or ""
+    # The summary is plain text, but RSS readers take <description> as HTML: it goes in escaped
+    # as HTML (and Atom says so, type="html"), so markup in it is shown, never run.
     if rec["withdrawn"]:
-        fe.summary(f"本信息已撤回。{note}")
+        fe.summary(html.escape(f"本信息已撤回。{note}"), type="html")
         content = "<p>本信息已撤回。</p>" + (
             f"<p>撤回原因：{html.escape(note)}</p>" if note else ""
         )
     else:
-        fe.summary(rec["summary"] or rec["title"])
+        fe.summary(html.escape(rec["summary"] or rec["title"]), type="html")
         content = f"<p>{html.escape(rec['summary'])}</p>" if rec["summary"] else ""
         content += f"<p>变更说明：{html.escape(note)}</p>" if note else ""
     fe.content(content or f"<p>{html.escape(rec['title'])}</p>", type="html")

@@ -56,11 +56,26 @@ async def test_authorization_matrix(
     headers = await make_token(role, CENTER if own else OTHER, holder="操作人")
     response = await _call(client, endpoint, item_id, headers)
     allowed_roles, ok_status = ENDPOINTS[endpoint]
-    expected = ok_status if own and role in allowed_roles else 403
+    # Another agency's item answers as a missing one does (404): its existence is not revealed;
+    # a role that may not do this at all is 403 whatever the item.
+    on_an_item = endpoint not in ("submit", "list")
+    if role not in allowed_roles:
+        expected = 403
+    elif not own:
+        expected = 404 if on_an_item else 403
+    else:
+        expected = ok_status
     assert response.status == expected, await response.text()
-    if expected == 403:
+    if expected != ok_status:
         assert response.content_type == "application/problem+json"
-        assert (await response.json())["status"] == 403
+        assert (await response.json())["status"] == expected
+    if expected == 404:
+        missing = await _call(client, endpoint, item_id + 1000, headers)
+        assert (missing.status, (await missing.json())["detail"]) == (
+            404,
+            f"no item {item_id + 1000}",
+        )  # the same answer, but for the id
+        assert (await response.json())["detail"] == f"no item {item_id}"
 
 
 async def test_other_agency_does_not_see_items_in_its_list(

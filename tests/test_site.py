@@ -227,3 +227,15 @@ async def test_a_reader_browses_in_chromium(api: Client, published: dict[str, in
             assert links == ["门诊楼改造工程招标公告", REVISED, "门诊楼改造工程中标结果公告"]
         finally:
             await browser.close()
+
+
+async def test_public_pages_send_a_content_security_policy(
+    api: Client, published: dict[str, int]
+) -> None:
+    """No script and no remote image runs or loads on a public page, whatever a body holds."""
+    for path in ("/", f"/items/{published['result']}.html", "/items/999999.html", "/search?q=医院"):
+        response = await api.get(path)
+        policy = response.headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in policy and "img-src 'self' data:" in policy, path
+        assert "script-src" not in policy  # none: default-src 'none' forbids every script
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -358,7 +358,7 @@ async def retry_by_hand(db: Database, actor: Actor, delivery_id: int) -> tuple[i
         ).first()
         if row is None:
             raise NotFound(f"no delivery {delivery_id}")
-        require(actor, "retry", row.agency_code)
+        require(actor, "retry", row.agency_code, f"no delivery {delivery_id}")
         if row.status != DeliveryStatus.FAILED:
             raise Conflict(f"delivery {delivery_id} is {row.status}; only failed ones are retried")
         now = datetime.now(UTC)

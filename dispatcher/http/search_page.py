@@ -19,6 +19,7 @@ from channels.base import SHANGHAI
 from channels.site_pages import feed_links
 from channels.website import TEMPLATES_DIR, make_environment
 from dispatcher.http.deps import DEPS
+from dispatcher.http.public import PAGE_HEADERS
 from dispatcher.items import search
 from dispatcher.rules.catalogue import Catalogue
 
@@ -97,7 +98,7 @@ async def search_page(request: web.Request) -> web.Response:
         text=html,
         content_type="text/html",
         charset="utf-8",
-        headers={"Cache-Control": "no-cache"},
+        headers={"Cache-Control": "no-cache", **PAGE_HEADERS},
     )
 
 

@@ -67,7 +67,7 @@ async def item_json(conn: AsyncConnection, actor: Actor, item_id: int) -> dict[s
     item = (await conn.execute(sa.select(items).where(items.c.id == item_id))).first()
     if item is None:
         raise NotFound(f"no item {item_id}")
-    require(actor, "read", item.agency_code)
+    require(actor, "read", item.agency_code, f"no item {item_id}")
     versions = (
         await conn.execute(
             sa.select(item_versions)

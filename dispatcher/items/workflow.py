@@ -167,7 +167,7 @@ async def _lock_item(conn: AsyncConnection, actor: Actor, item_id: int, action: 
     ).first()
     if item is None:
         raise NotFound(f"no item {item_id}")
-    require(actor, action, item.agency_code)
+    require(actor, action, item.agency_code, f"no item {item_id}")
     return item
 
 

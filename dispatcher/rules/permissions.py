@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.errors import PermissionDenied
+from dispatcher.errors import NotFound, PermissionDenied
 from dispatcher.rules.catalogue import Category
 from dispatcher.rules.states import Role
 
@@ -52,15 +52,17 @@ class Actor:
         return f"{self.holder} ({self.role}, {via})"
 
 
-def require(actor: Actor, action: str, agency_code: str | None = None) -> None:
-    """PermissionDenied unless the actor's role allows `action` on `agency_code`'s items."""
+def require(actor: Actor, action: str, agency_code: str | None = None, missing: str = "") -> None:
+    """PermissionDenied unless the actor's role allows `action`; NotFound (`missing`, the same
+    answer as for an id that does not exist) if the thing is another agency's: whether another
+    agency has an item is not revealed."""
     allowed = PERMISSIONS[action]
     if actor.role not in allowed:
         raise PermissionDenied(
             f"{action} needs the {' or '.join(allowed)} role; yours is {actor.role}"
         )
     if agency_code is not None and agency_code != actor.agency_code:
-        raise PermissionDenied("this item belongs to another agency")
+        raise NotFound(missing or "not found")
 
 
 def publisher_field(category: Category) -> str:

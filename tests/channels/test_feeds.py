@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import threading
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -326,6 +328,22 @@ class CountingChannel(FeedsChannel):
         with self._lock:
             self.writes[str(path.relative_to(self.site_dir))] += 1
         super().write_feed(path, data)
+
+
+async def test_a_summary_with_markup_is_text_to_every_feed_reader(
+    context: Ctx, make_pub: MakePub
+) -> None:
+    """RSS readers take <description> as HTML: a summary's markup must arrive escaped as HTML,
+    so it is shown, never run (the probe found an <img onerror> live in every RSS reader)."""
+    ctx = context(name="feeds", feeds_window=0)
+    attack = "<img src=x onerror=alert(1)>"
+    await feeds_factory(ctx).publish(make_pub(summary=attack))
+    rss = ET.fromstring((_site(ctx) / paths.feed_file(None, None, "rss")).read_bytes())  # noqa: S314
+    [description] = [e.text for e in rss.iter("description") if e.text and "img" in e.text]
+    assert description == html.escape(attack)  # the HTML a reader renders: text, not an image
+    atom = ET.fromstring((_site(ctx) / paths.feed_file(None, None, "atom")).read_bytes())  # noqa: S314
+    [summary] = atom.iter("{http://www.w3.org/2005/Atom}summary")
+    assert summary.get("type") == "html" and summary.text == html.escape(attack)
 
 
 def _counting(ctx: ChannelContext) -> CountingChannel:
