@@ -7,6 +7,7 @@ channel that is enabled but not configured is a `SettingsError` at start-up, nev
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -38,6 +39,25 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # /metrics for a scraper holding this bearer token, or from these networks; neither set:
+    # open (a machine of one's own). GONGKAI_METRICS_NETWORKS=127.0.0.1/32,10.0.0.0/8
+    metrics_token: str = Field(default="", repr=False)
+    metrics_networks: tuple[str, ...] = ()
+
+    @field_validator("metrics_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, (list, tuple)):
+            return value
+        found = []
+        for part in (str(p).strip() for p in parts):
+            if part:
+                try:
+                    found.append(str(ipaddress.ip_network(part, strict=False)))
+                except ValueError:
+                    raise ValueError(f"{part!r} is not a network such as 10.0.0.0/8") from None
+        return tuple(found)
 
 
 class StorageSettings(_Section):
@@ -50,6 +70,16 @@ class SiteSettings(_Section):
     base_url: str = "http://127.0.0.1:8080"
     title: str = "公共资源配置领域政府信息公开"
     hub_url: str = ""  # a WebSub hub the feeds link to and ping; "" = none
+    # Hosts body images may come from besides the site's own (others are left out at intake:
+    # a remote image is a reader's tracking pixel). GONGKAI_IMAGE_HOSTS=a.gov.cn,b.gov.cn
+    image_hosts: tuple[str, ...] = ()
+
+    @field_validator("image_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
 
 
 class CalendarSettings(_Section):
@@ -196,12 +226,15 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_HOST": ("server", "host"),
     "GONGKAI_PORT": ("server", "port"),
     "GONGKAI_MAX_BODY_BYTES": ("server", "max_body_bytes"),
+    "GONGKAI_METRICS_TOKEN": ("server", "metrics_token"),
+    "GONGKAI_METRICS_NETWORKS": ("server", "metrics_networks"),
     "DATABASE_URL": ("storage", "database_url"),
     "REDIS_URL": ("storage", "redis_url"),
     "GONGKAI_DATA_DIR": ("storage", "data_dir"),
     "GONGKAI_BASE_URL": ("site", "base_url"),
     "GONGKAI_SITE_TITLE": ("site", "title"),
     "GONGKAI_HUB_URL": ("site", "hub_url"),
+    "GONGKAI_IMAGE_HOSTS": ("site", "image_hosts"),
     "GONGKAI_CALENDAR_OVERRIDES": ("calendar", "overrides"),
     "GONGKAI_SWEEP_INTERVAL": ("dispatch", "sweep_interval"),
     "GONGKAI_MAX_ATTEMPTS": ("dispatch", "max_attempts"),

@@ -3,6 +3,7 @@ same on SQLite and PostgreSQL; and nothing stored. Text is stored in normal form
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import unicodedata
 from typing import Any
@@ -12,9 +13,12 @@ import sqlalchemy as sa
 
 from dispatcher.errors import AccountError
 from dispatcher.items import accounts
+from dispatcher.rules.intake import check_item
+from dispatcher.rules.rulebook import Rules, build_rules
+from dispatcher.settings import load_settings
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import items
-from tests.helpers import Client, TokenFactory, bid_candidates
+from tests.helpers import CENTER, Client, TokenFactory, bid_candidates
 
 
 async def post_raw(client: Client, headers: dict[str, str], body: str | bytes) -> tuple[int, Any]:
@@ -154,3 +158,28 @@ async def test_a_revoked_token_is_refused_at_once(
             await accounts.revoke_token(conn, listed["id"])
         with pytest.raises(AccountError, match="no token 999"):
             await accounts.revoke_token(conn, 999)
+
+
+def test_off_site_links_are_nofollow_and_remote_images_left_out(rules: Rules) -> None:
+    body = (
+        '<p><a href="//evil.example/login">登录</a> <a href="/items/1.html">原文</a></p>'
+        '<img src="https://tracker.example/p.gif" alt="统计"><img src="/files/map.png" alt="图">'
+        '<img src="https://img.example.gov.cn/parcel.png" alt="宗地图">'
+    )
+    allowed = dataclasses.replace(rules, image_hosts=frozenset({"img.example.gov.cn"}))
+    cleaned = check_item(bid_candidates(body_html=body), allowed, CENTER).values["body_html"]
+    assert '<a href="//evil.example/login" rel="noopener noreferrer nofollow">' in cleaned
+    assert "tracker.example" not in cleaned and '<img alt="统计">' in cleaned
+    assert '<img src="/files/map.png" alt="图">' in cleaned
+    assert 'src="https://img.example.gov.cn/parcel.png"' in cleaned
+
+
+def test_image_hosts_come_from_the_site_and_the_setting() -> None:
+    env = {"GONGKAI_BASE_URL": "https://gk.example.gov.cn",
+           "GONGKAI_IMAGE_HOSTS": "img.example.gov.cn, CDN.example.cn"}  # fmt: skip
+    settings = load_settings(env=env)
+    assert build_rules(settings).image_hosts == {
+        "gk.example.gov.cn",
+        "img.example.gov.cn",
+        "cdn.example.cn",
+    }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher.errors import SettingsError
 from dispatcher.http.app import create_app
-from dispatcher.settings import Settings
+from dispatcher.settings import Settings, load_settings
 from dispatcher.storage.db import Database
 from tests.helpers import TokenFactory, bid_candidates
 
@@ -58,3 +60,32 @@ async def test_metrics_count_deliveries_and_queue(api: Client, make_token: Token
     histogram = families["gongkai_delivery_confirm_seconds"]
     count = [s for s in histogram.samples if s.name.endswith("_count")]
     assert count[0].value == 0.0
+
+
+@pytest.mark.parametrize(
+    ("env", "headers", "status"),
+    [
+        ({}, {}, 200),  # neither set: open, as on one's own machine
+        ({"GONGKAI_METRICS_TOKEN": "scrape-secret"}, {}, 403),
+        ({"GONGKAI_METRICS_TOKEN": "scrape-secret"}, {"Authorization": "Bearer wrong"}, 403),
+        ({"GONGKAI_METRICS_TOKEN": "scrape-secret"},
+         {"Authorization": "Bearer scrape-secret"}, 200),
+        ({"GONGKAI_METRICS_NETWORKS": "10.0.0.0/8"}, {}, 403),  # the test client is 127.0.0.1
+        ({"GONGKAI_METRICS_NETWORKS": "10.0.0.0/8,127.0.0.1/32"}, {}, 200),
+    ],
+    ids=["open", "token-missing", "token-wrong", "token", "other-network", "network"],
+)  # fmt: skip
+async def test_metrics_can_be_restricted(
+    dispatch_env: dict[str, str], db: Database, env: dict[str, str], headers: dict[str, str],
+    status: int,
+) -> None:  # fmt: skip
+    app = create_app(load_settings(env={**dispatch_env, **env}), db)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == status, await response.text()
+        assert (await client.get("/healthz")).status == 200  # probes stay open
+
+
+def test_a_metrics_network_that_is_not_one_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"metrics_networks.*not a network"):
+        load_settings(env={"GONGKAI_METRICS_NETWORKS": "10.0.0.0/8,intranet"})

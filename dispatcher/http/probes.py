@@ -8,6 +8,8 @@ histogram scans confirmed deliveries on each scrape; that is cheap up to about a
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.dispatch import queue
+from dispatcher.errors import PermissionDenied
 from dispatcher.http.deps import DEPS
 from dispatcher.http.responses import json_response
 from dispatcher.rules.states import DeliveryStatus
@@ -83,8 +86,27 @@ class _Snapshot:
         yield from self.families
 
 
+def _may_scrape(request: web.Request) -> bool:
+    """Whether `/metrics` answers this request (`server.metrics_token` / `.metrics_networks`)."""
+    server = request.app[DEPS].settings.server
+    if not server.metrics_token and not server.metrics_networks:
+        return True
+    if server.metrics_token:
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {server.metrics_token}".encode()):
+            return True
+    try:
+        remote = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(remote in ipaddress.ip_network(n) for n in server.metrics_networks)
+
+
 async def metrics(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
+    if not _may_scrape(request):
+        raise PermissionDenied("/metrics answers only its scraper (server.metrics_token or "
+                               "server.metrics_networks)")  # fmt: skip
     by_state = GaugeMetricFamily(
         "gongkai_deliveries", "Deliveries by channel and state", labels=["channel", "state"]
     )

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import nh3
 from pydantic import (
@@ -198,13 +199,26 @@ def refuse_state_secret(data: dict[str, Any]) -> None:
         raise InputError([("secrecy", "state secrets are never published; nothing was stored")])
 
 
-def sanitize_body(html: str) -> str:
+def sanitize_body(html: str, image_hosts: frozenset[str] = frozenset()) -> str:
+    """The body cleaned to an allow-list: links kept, marked `nofollow` and opening no window
+    handle; an image from a host not in `image_hosts` loses its source (its alt text stays):
+    a remote image would tell a third party who reads the page."""
+
+    def keep(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "img" and attribute == "src":
+            parts = urlsplit(value)
+            remote = bool(parts.scheme or parts.netloc)
+            if remote and (parts.hostname or "").lower() not in image_hosts:
+                return None
+        return value
+
     return nh3.clean(
         html,
         tags=_BODY_TAGS,
         attributes=_BODY_ATTRIBUTES,
+        attribute_filter=keep,
         url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
+        link_rel="noopener noreferrer nofollow",
     )
 
 
@@ -320,7 +334,7 @@ def _version_values(
     values = {
         "title": item.title,
         "summary": kept("summary", item.summary, ""),
-        "body_html": sanitize_body(kept("body_html", item.body_html, "")),
+        "body_html": sanitize_body(kept("body_html", item.body_html, ""), rules.image_hosts),
         "fields": kept("fields", public.get("fields"), {}),
         "withheld": withheld,
         "formed_on": item.formed_on,
