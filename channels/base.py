@@ -90,6 +90,8 @@ class Publication:
     category_name: str = ""
     stage: int = 0  # the category's place in its domain's process (project pages sort by it)
     field_labels: Mapping[str, str] = field(default_factory=dict)  # "candidates.rank" -> "排名"
+    # A replay (`RebuildableChannel.rebuild`): when this version went live on the channel.
+    confirmed_at: datetime | None = None
 
     @property
     def label(self) -> str:

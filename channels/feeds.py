@@ -45,6 +45,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +66,7 @@ from channels.feed_render import TAG_YEAR, WITHDRAWN_PREFIX, Site, contains, fee
 from channels.feed_render import xml_text as _text
 from channels.feed_state import ALL, Entry, FeedKey, StateStore
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
-from channels.registry import ChannelSpec
+from channels.registry import Capability, ChannelSpec
 from channels.websub import Hub, hub_url
 
 __all__ = ["FEED_LIMIT", "TAG_YEAR", "WITHDRAWN_PREFIX", "FeedsChannel", "feeds_factory"]
@@ -146,6 +148,11 @@ class FeedsChannel:
         )
 
     def _delivery(self, pub: Publication, withdrawn: bool) -> _Delivery:
+        entry, feeds = self._entry(pub, withdrawn)
+        return _Delivery(entry, feeds, asyncio.get_running_loop().create_future())
+
+    def _entry(self, pub: Publication, withdrawn: bool) -> tuple[Entry, dict[FeedKey, str]]:
+        """The item's feed entry and the feeds it belongs in (key -> title)."""
         try:
             entry_id = self.site.entry_id(pub.item_id)
             url = f"{self.site.base_url}/{paths.item_file(pub.item_id)}"
@@ -173,7 +180,37 @@ class FeedsChannel:
             "change_note": _text(pub.change_note) or None,
             "version": pub.version,
         }
-        return _Delivery(entry, feeds, asyncio.get_running_loop().create_future())
+        return entry, feeds
+
+    def rebuild(self, publications: Iterable[Publication]) -> int:
+        """Regenerate every feed and the feeds' state from `publications` (every version the
+        feeds confirmed, in that order, each with its `confirmed_at`): what a corrupt or lost
+        state file needs. Runs in a thread, under the feeds' lock; returns how many it applied.
+        Feed files no entry belongs in any more are removed; the hub is not pinged."""
+        with map_errors("feeds"):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with locked(self.state_dir / ".lock"):
+                for child in self.state_dir.iterdir():
+                    if child.name != ".lock":
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+                store = StateStore(self.state_dir, self.limit)
+                touched: set[FeedKey] = {ALL}
+                count = 0
+                for pub in publications:
+                    entry, feeds = self._entry(pub, pub.action == "withdraw")
+                    at = pub.confirmed_at or datetime.now(UTC)
+                    touched.update(store.apply(entry, feeds, at)[1])
+                    count += 1
+                self._write_feeds(store, sorted(touched))
+                store.save()
+                self._remove_stale_feeds(touched)
+        return count
+
+    def _remove_stale_feeds(self, kept: set[FeedKey]) -> None:
+        wanted = {self.site_dir / key.file(fmt) for key in kept for fmt in ("atom", "rss")}
+        for path in (self.site_dir / "feeds").rglob("*"):
+            if path.suffix in (".atom", ".rss") and path not in wanted:
+                path.unlink()
 
     async def _flush_loop(self) -> None:
         while self._pending:
@@ -221,7 +258,10 @@ class FeedsChannel:
             try:
                 _preload(store, delivery)
             except PermanentError as exc:
-                outcomes[i] = exc  # only this delivery: its item or one of its feeds is broken
+                # Only this delivery: its item or one of its feeds is broken. Said loudly, with
+                # the way out: the state is regenerated from the database.
+                log.error("%s; run `gongkai feeds rebuild` to regenerate the feeds", exc)
+                outcomes[i] = PermanentError(f"{exc}; `gongkai feeds rebuild` regenerates it")
                 continue
             applied, shown[i] = store.apply(delivery.entry, delivery.feeds, now)
             touched.update(shown[i])
@@ -331,4 +371,5 @@ SPEC = ChannelSpec(
     feeds_factory,
     # Deliveries within a window share one flush: more in flight makes bigger flushes.
     in_flight=32,
+    capabilities=frozenset({Capability.REBUILD}),
 )

@@ -48,6 +48,8 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["ledger", "verify"], UNREACHABLE_DB, "cannot reach the database"),
     (["site", "rebuild"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (["site", "rebuild"], DATA_DIR_IS_A_FILE, "cannot write the site under"),
+    (["feeds", "rebuild"], MISSING_CALENDAR, "cannot read calendar overrides"),
+    (["feeds", "rebuild"], DATA_DIR_IS_A_FILE, "cannot write the site under"),
 ]
 
 
@@ -89,6 +91,6 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(
 
 def test_every_command_is_covered() -> None:
     commands = set(build_parser().get_default("commands"))
-    assert len(commands) == 15
+    assert len(commands) == 16
     covered = {" ".join(a for a in argv[:2] if a.isalpha()) for argv, _, _ in CASES}
     assert commands - covered == set()

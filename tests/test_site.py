@@ -8,12 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from channels import REGISTRY, paths
 from dispatcher.ops.site import rebuild
 from dispatcher.rules.deadlines import today
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
+from dispatcher.storage.models import deliveries
 from tests.helpers import (
     CATALOGUE,
     CENTER,
@@ -182,6 +184,48 @@ async def test_rebuild_regenerates_the_same_site_from_the_database(
     assert replayed == 6  # four first versions, one revision, one withdrawal
     assert _snapshot(site) == before
     assert (site / paths.feed_file(None, None, "atom")).is_file()  # feeds are left alone
+
+
+def _feed_ids(site: Path) -> dict[str, list[str]]:
+    """Every feed file's entry ids, in order."""
+    return {
+        str(p.relative_to(site)): re.findall(r"<id>(tag:[^<]+)</id>", p.read_text("utf-8"))
+        for p in sorted(site.glob("feeds/**/*.atom"))
+    }
+
+
+async def test_a_corrupt_feeds_state_is_regenerated_from_the_database(
+    api: Client, published: dict[str, int], db: Database, dispatch_settings: Settings,
+    make_token: TokenFactory,
+) -> None:  # fmt: skip
+    site = dispatch_settings.data_path / "site"
+    before = _feed_ids(site)
+    state = dispatch_settings.data_path / "state" / "feeds" / "all.json"
+    state.write_text(state.read_text("utf-8")[:40], "utf-8")  # truncated, as by a full disk
+
+    # The next item's feeds delivery fails, naming the file and the way out.
+    late = await approve_via_api(api, make_token, project_code="E9901000007777777",
+                                 formed_on=today().isoformat())  # fmt: skip
+    async with running_worker(dispatch_settings, dict(REGISTRY)):
+        await wait_until(all_in(db, "published", "withdrawn", "skipped", "failed"))
+    async with db.connect() as conn:
+        [failed] = (
+            await conn.execute(sa.select(deliveries).where(deliveries.c.status == "failed"))
+        ).all()
+    assert (failed.item_id, failed.channel) == (late, "feeds")
+    assert "all.json is unreadable" in failed.last_error
+    assert "gongkai feeds rebuild" in failed.last_error
+
+    replayed = await rebuild(db, dispatch_settings, CATALOGUE, batch=4, name="feeds")
+
+    assert replayed == 6  # every confirmed feeds delivery: not the failed one
+    assert _feed_ids(site) == before  # the same entries, in the same order, in every feed
+    retry = await api.post(f"/api/v1/deliveries/{failed.id}/retry",
+                           headers=await make_token("editor", holder="编辑"))  # fmt: skip
+    assert retry.status == 200, await retry.text()
+    async with running_worker(dispatch_settings, dict(REGISTRY)):
+        await wait_until(all_in(db, "published", "withdrawn", "skipped"))
+    assert len(_feed_ids(site)["feeds/all.atom"]) == len(before["feeds/all.atom"]) + 1
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         site,
         "site",
     )
+    feeds = add("feeds", _group_help, "the Atom and RSS feeds").add_subparsers(required=True)
+    add(
+        "rebuild",
+        commands.cmd_feeds_rebuild,
+        "regenerate every feed and the feeds' state from the database",
+        feeds,
+        "feeds",
+    )
     parser.set_defaults(commands=tuple(names))
     return parser
 

@@ -238,6 +238,16 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_feeds_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    rules = build_rules(settings)
+    async with _database(settings) as db:
+        started = time.perf_counter()
+        count = await site.rebuild(db, settings, rules.catalogue, name="feeds")
+    elapsed = time.perf_counter() - started
+    print(f"rebuilt the feeds and their state from {count} feeds publications in {elapsed:.1f} s")
+    return 0
+
+
 async def cmd_site_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     rules = build_rules(settings)
     async with _database(settings) as db:

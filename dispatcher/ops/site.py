@@ -1,15 +1,17 @@
-"""`gongkai site rebuild`: regenerate the website from the database (the ledger's source).
+"""`gongkai site rebuild` and `gongkai feeds rebuild`: regenerate the website or the feeds from
+the database (the ledger's source).
 
-Every delivery to the first platform that went live (published, or a withdrawal taken down) is
-replayed in the order it went live, through the channel's `rebuild` (`RebuildableChannel`), so
-the result is what publishing them one by one would have written. Rows are read in pages of
-`BATCH` by keyset, from a worker thread that asks the event loop for the next page: memory stays
-flat whatever the archive size.
+Every delivery to the channel that went live (published, or a withdrawal taken down) is
+replayed in the order it went live, with that time, through the channel's `rebuild`
+(`RebuildableChannel`), so the result is what publishing them one by one would have written.
+Rows are read in pages of `BATCH` by keyset, from a worker thread that asks the event loop for
+the next page: memory stays flat whatever the archive size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import channels
-from channels.base import Publication, RebuildableChannel
+from channels.base import ChannelError, Publication, RebuildableChannel
 from dispatcher.dispatch.channels import build_channel
 from dispatcher.dispatch.deliveries import DELIVERY_CONTENT, publication
 from dispatcher.errors import ConfigurationError, SettingsError
@@ -32,18 +34,20 @@ BATCH = 500
 CHANNEL = channels.FIRST_PLATFORM
 
 
-def website(settings: Settings, catalogue: Catalogue) -> RebuildableChannel:
-    """The first platform's channel as the worker builds it, able to rebuild."""
-    enabled = build_channel(settings, catalogue, channels.REGISTRY, CHANNEL, session=None)
+def rebuilder(settings: Settings, catalogue: Catalogue, name: str) -> RebuildableChannel:
+    """The channel `name` as the worker builds it, able to rebuild."""
+    enabled = build_channel(settings, catalogue, channels.REGISTRY, name, session=None)
     if enabled.rebuilder is None:
-        raise SettingsError(f"channel {CHANNEL!r} cannot rebuild what it holds")
+        raise SettingsError(f"channel {name!r} cannot rebuild what it holds")
     return enabled.rebuilder
 
 
-async def _page(db: Database, after: tuple[datetime, int] | None, batch: int) -> list[Any]:
+async def _page(
+    db: Database, name: str, after: tuple[datetime, int] | None, batch: int
+) -> list[Any]:
     query = (
         DELIVERY_CONTENT.where(
-            deliveries.c.channel == CHANNEL, deliveries.c.status.in_(DeliveryStatus.confirmed())
+            deliveries.c.channel == name, deliveries.c.status.in_(DeliveryStatus.confirmed())
         )
         .order_by(deliveries.c.confirmed_at, deliveries.c.id)
         .limit(batch)
@@ -61,25 +65,32 @@ async def _page(db: Database, after: tuple[datetime, int] | None, batch: int) ->
 
 
 async def rebuild(
-    db: Database, settings: Settings, catalogue: Catalogue, batch: int = BATCH
+    db: Database,
+    settings: Settings,
+    catalogue: Catalogue,
+    batch: int = BATCH,
+    name: str = CHANNEL,
 ) -> int:
-    """Regenerate the site from every live website delivery; returns how many were replayed."""
-    channel = website(settings, catalogue)
+    """Regenerate channel `name` (the website) from its every live delivery; returns how many
+    were replayed."""
+    channel = rebuilder(settings, catalogue, name)
     loop = asyncio.get_running_loop()
 
     def publications() -> Iterator[Publication]:
         after: tuple[datetime, int] | None = None
         while True:
-            rows = asyncio.run_coroutine_threadsafe(_page(db, after, batch), loop).result()
+            rows = asyncio.run_coroutine_threadsafe(_page(db, name, after, batch), loop).result()
             for row in rows:
-                yield publication(row, catalogue)
+                yield dataclasses.replace(
+                    publication(row, catalogue), confirmed_at=row.confirmed_at
+                )
             if len(rows) < batch:
                 return
             after = (rows[-1].confirmed_at, rows[-1].id)
 
     try:
         return await asyncio.to_thread(channel.rebuild, publications())
-    except OSError as exc:
+    except (OSError, ChannelError) as exc:  # the feeds map their OSError to a ChannelError
         raise ConfigurationError(
             f"cannot write the site under {site_path(settings)}: {exc}"
         ) from exc
