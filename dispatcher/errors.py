@@ -101,5 +101,6 @@ class Unavailable(GongkaiError):
     status = 503
     title = "Service unavailable"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
+        self.retry_after = retry_after  # seconds, when it is worth saying

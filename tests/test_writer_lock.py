@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,10 +14,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiohttp.test_utils import TestClient, TestServer
 
-from dispatcher.storage.db import Database
+from dispatcher.http.app import create_app
+from dispatcher.items import accounts
+from dispatcher.settings import load_settings
+from dispatcher.storage.db import Database, migrate
 from dispatcher.storage.writer_lock import WriterLock, WriterLockTimeout
-from tests.helpers import wait_until
+from tests.helpers import CENTER, bid_candidates, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -208,3 +213,44 @@ async def test_writers_in_several_processes_lose_no_update(tmp_path: Path) -> No
         assert (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one() == 450
     await db.dispose()
     assert (tmp_path / "counter.db.writer-lock").exists()
+
+
+async def test_another_program_holding_the_database_never_freezes_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A `sqlite3` shell holding a write transaction: a write waits on the event loop (which
+    goes on answering), then fails with 503 and Retry-After; once the shell lets go, it runs."""
+    path = tmp_path / "busy.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", write_wait=1.0)
+    await migrate(db)
+    settings = load_settings(env={"DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+                                  "GONGKAI_DATA_DIR": str(tmp_path / "var")})  # fmt: skip
+    async with db.transaction() as conn:
+        await accounts.add_agency(conn, CENTER, "示范市公共资源交易中心", "990100")
+        token = await accounts.create_token(conn, CENTER, "editor", "张编辑")
+    editor = {"Authorization": f"Bearer {token}"}
+    outside = sqlite3.connect(path, isolation_level=None)
+    outside.execute("BEGIN IMMEDIATE")
+    loop = asyncio.get_running_loop()
+    try:
+        async with TestClient(TestServer(create_app(settings, db), host="127.0.0.1")) as client:
+            started = loop.time()
+            approving = asyncio.create_task(
+                client.post("/api/v1/items", json=bid_candidates(), headers=editor)
+            )
+            await asyncio.sleep(0.2)  # the write is waiting for the database now
+            asked = loop.time()
+            health = await client.get("/healthz")
+            assert health.status == 200 and loop.time() - asked < 0.5  # the loop is free
+            response = await approving
+            assert response.status == 503, await response.text()
+            assert response.headers["Retry-After"] == "5"
+            assert "another program" in (await response.json())["detail"]
+            assert 1.0 <= loop.time() - started < 5
+
+            loop.call_later(0.3, outside.execute, "COMMIT")  # the shell lets go in time
+            async with db.transaction() as conn:
+                await conn.execute(sa.text("CREATE TABLE after_the_shell (x INTEGER)"))
+    finally:
+        outside.close()
+        await db.dispose()

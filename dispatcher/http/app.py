@@ -38,7 +38,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             log.error("%s %s: %s", request.method, request.path, exc.detail)
         if exc.status == 500:
             return problem(500, exc.title, "the server failed; the error was logged")
-        return problem(exc.status, exc.title, exc.detail, exc.errors)
+        wait = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(wait)} if wait else None
+        return problem(exc.status, exc.title, exc.detail, exc.errors, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -25,8 +25,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    create_async_engine,
+)
 
 from dispatcher.errors import DatabaseError, Unavailable
 from dispatcher.storage import sqlite_inline
@@ -35,6 +40,12 @@ from dispatcher.storage.writer_lock import WriterLock
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
 _WRITER = "gongkai_writer"
 SQLITE_TIMEOUT = 30.0  # seconds a writer waits for the write lock before giving up
+# A write transaction runs on the event loop's thread (`sqlite_inline`): SQLite's own busy wait
+# there would freeze the loop while another program (a `sqlite3` shell) holds the database.
+# It waits this long inside SQLite, then sleeps on the loop and tries again, for WRITE_WAIT s.
+INLINE_BUSY = 0.005
+WRITE_WAIT = 10.0
+RETRY_AFTER = 5  # seconds a client is told to wait when the database stays busy
 
 
 def _parse(url: str) -> URL:
@@ -64,9 +75,10 @@ class Database:
     first, whose prepared statements are warm.
     """
 
-    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True, write_wait: float = WRITE_WAIT) -> None:
         parsed = _parse(url)
         self.url = url
+        self.write_wait = write_wait
         self._lock: WriterLock | asyncio.Lock | None = None
         if parsed.drivername.startswith("postgresql"):
             self.engine = create_async_engine(
@@ -106,10 +118,34 @@ class Database:
         async with self._lock, self._writer.connect() as conn:
             conn.info[_WRITER] = True  # this dict outlives the checkout: always reset it
             try:
-                async with conn.begin():
+                transaction = await self._begin(conn)
+                try:
                     yield conn
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                await transaction.commit()
             finally:
                 conn.info.pop(_WRITER, None)
+
+    async def _begin(self, conn: AsyncConnection) -> AsyncTransaction:
+        """BEGIN IMMEDIATE, retried with sleeps on the loop while another program holds the
+        database; Unavailable (503) after `write_wait` seconds."""
+        loop = asyncio.get_running_loop()
+        give_up, pause = loop.time() + self.write_wait, 0.01
+        while True:
+            try:
+                return await conn.begin()
+            except OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if loop.time() >= give_up:
+                    raise Unavailable(
+                        f"the database is busy: another program has held its write lock for "
+                        f"{self.write_wait:g} s", retry_after=RETRY_AFTER,
+                    ) from None  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     async def dispose(self) -> None:
         """Close every pooled connection (of both engines)."""
@@ -126,7 +162,7 @@ def _sqlite_engine(database: str, *, inline: bool) -> AsyncEngine:
             raise DatabaseError(f"cannot create the directory of {database}: {exc}") from None
     url = f"sqlite+aiosqlite:///{database}"
     if inline:
-        connect = sqlite_inline.creator(database, SQLITE_TIMEOUT)
+        connect = sqlite_inline.creator(database, INLINE_BUSY)
         engine = create_async_engine(url, async_creator=connect)
     else:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_TIMEOUT})
