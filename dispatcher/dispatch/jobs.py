@@ -230,6 +230,7 @@ async def sweep(ctx: dict[str, Any]) -> int:
     pool: ArqRedis = ctx["redis"]
     horizon = timedelta(seconds=deps.settings.dispatch.sweep_interval)
     queued = await queue.sweep(deps.db, pool, horizon)
+    await queue.mark_swept(pool)  # /readyz and /metrics show it: a dead worker is not hidden
     if queued:
         log.info("sweeper queued %d deliveries", queued)
     return queued

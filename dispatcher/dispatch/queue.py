@@ -8,6 +8,7 @@ finished delivery's id can be enqueued again (a retry by hand).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,19 @@ async def enqueue(pool: ArqRedis, delivery_id: int, key: str, at: datetime | Non
     defer = at if wait_before(at, datetime.now(UTC)) is not None else None
     job = await pool.enqueue_job(JOB, delivery_id, _job_id=key, _defer_until=defer)
     return job is not None
+
+
+SWEPT_KEY = "gongkai:swept_at"  # when a worker's sweeper last ran (Unix seconds)
+
+
+async def mark_swept(pool: ArqRedis) -> None:
+    await pool.set(SWEPT_KEY, repr(time.time()))
+
+
+async def swept_ago(pool: ArqRedis) -> float | None:
+    """Seconds since a worker's sweeper last ran; None if none ever did on this Redis."""
+    raw = await pool.get(SWEPT_KEY)
+    return None if raw is None else max(0.0, time.time() - float(raw))
 
 
 async def hurry(pool: ArqRedis, keys: list[str]) -> int:

@@ -110,6 +110,18 @@ class EmbeddedRedis:
                 raise EmbeddedRedisError(f"cannot run Redis in {self.server_dir}: {exc}") from exc
             return self.url
 
+    def check(self) -> None:
+        """Start the server again if nothing answers on its socket any more (killed, crashed);
+        the new one reloads the append-only file. Cheap when it answers."""
+        if _probe(self.socket_path) is not None and (
+            self._proc is None or self._proc.poll() is None
+        ):
+            return
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._forget()  # ours died: reap it
+        self.ensure()
+
     def stop(self) -> None:
         """Shut the server down if this handle started it; otherwise do nothing. Idempotent."""
         with self._lock:

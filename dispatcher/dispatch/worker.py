@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from arq import Worker, cron, func
+from redis.exceptions import RedisError
 
 import channels
 from channels.registry import Registry
@@ -23,6 +25,8 @@ from dispatcher.dispatch.redis_server import EmbeddedRedis, resolve_redis_url
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 MAX_TRIES = 1_000_000  # arq's own limit stays out of the way: attempts are counted in SQL
 # The arq internals `DispatchWorker.stop` relies on; tests/test_worker.py checks they are there.
@@ -75,7 +79,18 @@ class DispatchWorker(Worker):
             self.main_task.cancel()
         if run_task is not None:
             await asyncio.gather(run_task, return_exceptions=True)
-        await self.close()
+        try:
+            await self.close()
+        except (RedisError, OSError) as exc:
+            # Redis went away (arq's close talks to it before `on_shutdown`): let go of the
+            # database, the HTTP session and the pool all the same.
+            log.warning("worker stopping without its Redis: %s", exc)
+            if self.on_shutdown is not None:
+                await self.on_shutdown(self.ctx)
+            if self._pool is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pool.close(close_connection_pool=True)
+                self._pool = None
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
@@ -99,7 +114,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
-    deps: jobs.WorkerDeps | None = ctx.get(jobs.DEPS)
+    deps: jobs.WorkerDeps | None = ctx.pop(jobs.DEPS, None)  # once, whoever calls it
     if deps is None:
         return
     await deps.batches.drain()
@@ -155,11 +170,20 @@ def build_worker(
 @contextlib.asynccontextmanager
 async def redis_for(settings: Settings) -> AsyncIterator[str]:
     """The configured Redis URL, or the embedded Redis (started here if nobody runs it yet)."""
+    async with embedded_redis_for(settings) as (url, _):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def embedded_redis_for(
+    settings: Settings,
+) -> AsyncIterator[tuple[str, EmbeddedRedis | None]]:
+    """`redis_for`, with the embedded server's handle (None with a `REDIS_URL`)."""
     url, embedded = await asyncio.to_thread(
         resolve_redis_url, settings.storage.redis_url, str(settings.data_path)
     )
     try:
-        yield url
+        yield url, embedded
     finally:
         if isinstance(embedded, EmbeddedRedis):
             await asyncio.to_thread(embedded.stop)

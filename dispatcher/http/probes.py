@@ -50,10 +50,23 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await deps.queue.ping()
             checks["redis"] = "ok"
+            workers = await _sweeper(deps.queue, deps.settings.dispatch.sweep_interval)
         except Exception as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
-    ready = all(v == "ok" or v.startswith("not used") for v in checks.values())
+        else:
+            checks["workers"] = workers  # said, not judged: the API may run without workers
+    ready = all(v == "ok" or v.startswith("not used") for k, v in checks.items() if k != "workers")
     return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+async def _sweeper(pool: Any, interval: int) -> str:
+    """What the workers' sweeper says of them: when it last ran, or that it has not."""
+    ago = await queue.swept_ago(pool)
+    if ago is None:
+        return "no worker has run on this Redis yet"
+    if ago > max(3 * interval, 60):
+        return f"no worker has swept for {ago:.0f} s: is one running?"
+    return f"swept {ago:.0f} s ago"
 
 
 def _seconds(conn: AsyncConnection, later: Any, earlier: Any) -> Any:
@@ -127,9 +140,16 @@ async def metrics(request: web.Request) -> web.Response:
     families: list[Metric] = [by_state, latency]
     if deps.queue is not None:
         depth = GaugeMetricFamily("gongkai_queue_depth", "Jobs waiting in the arq queue")
+        swept = GaugeMetricFamily(
+            "gongkai_sweeper_age_seconds", "Seconds since a worker's sweeper last ran"
+        )
         try:
             depth.add_metric([], await deps.queue.zcard(queue.QUEUE))
             families.append(depth)
+            ago = await queue.swept_ago(deps.queue)
+            if ago is not None:
+                swept.add_metric([], ago)
+                families.append(swept)
         except Exception as exc:
             log.warning("queue depth unavailable: %s", exc)
     registry = CollectorRegistry()
