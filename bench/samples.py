@@ -19,7 +19,8 @@ def bid_item(n: int, channels: list[str] | None = None) -> dict[str, Any]:
         "project_code": f"E99010020260{n:05d}",
         "region": "990101",
         "fields": {"candidates": [{"rank": r, "name": f"候选单位{r}", "bid_price": "1000000.00"}
-                                  for r in (1, 2, 3)]},
+                                  for r in (1, 2, 3)],
+                   "publicity_start": "2026-11-21", "publicity_end": "2026-11-27"},
     }  # fmt: skip
     if channels is not None:
         item["channels"] = channels
