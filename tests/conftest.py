@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from dispatcher.dispatch.redis_server import EmbeddedRedis
 from dispatcher.http.app import create_app
 from dispatcher.items import accounts
+from dispatcher.rules.catalogue import Catalogue, load_catalogue
 from dispatcher.rules.rulebook import Rules, build_rules
 from dispatcher.settings import Settings, load_settings
 from dispatcher.storage.db import Database, migrate
@@ -185,3 +186,9 @@ async def api(
     app = create_app(dispatch_settings, db, redis_url=fresh_redis)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    """The packaged catalogue (the catalogue tests' subject)."""
+    return load_catalogue()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from typing import Any
 
 import sqlalchemy as sa
@@ -140,3 +142,11 @@ async def approved_deliveries(db: Database, rules: Rules, count: int) -> list[in
     async with db.connect() as conn:
         rows = await conn.execute(sa.select(deliveries.c.id).order_by(deliveries.c.id))
         return [r.id for r in rows]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for a process a test starts)."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,72 +1,27 @@
-"""The catalogue file, its loader's error reporting, item field checks and the demo items."""
+"""The packaged catalogue: domains, categories, who publishes, time rules; item field checks."""
 
 from __future__ import annotations
 
-import copy
-import datetime as dt
 import json
 import re
-from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from channels import REGISTRY
-from dispatcher.ops.demo import ANCHOR
 from dispatcher.rules.catalogue import (
     Catalogue,
-    CatalogueError,
     Category,
     format_catalogue,
     load_catalogue,
     validate_fields,
 )
-from dispatcher.rules.permissions import PUBLISHER_FIELDS
-
-DOMAINS = {
-    "housing": "住房保障",
-    "land": "国有土地使用权出让",
-    "mining": "矿业权出让",
-    "procurement": "政府采购",
-    "state_assets": "国有产权交易",
-    "bidding": "工程建设项目招标投标",
-}
-DEMO_AGENCIES = {
-    "11990100MB0000001A",
-    "11990100MB0000002B",
-    "11990100MB0000003C",
-    "12990100MB0000004D",
-    "11990100MB0000005E",
-}
-ITEM_KEYS = {
-    "domain", "category", "title", "summary", "body_html", "formed_on", "decision",
-    "approving_agency", "implementing_agency", "authoring_agency", "project_code", "region",
-    "document_number", "keywords", "fields", "withheld", "secrecy", "channels", "publish_at",
-    "late_reason",
-}  # fmt: skip
-GENERAL_BASIS = "《中华人民共和国政府信息公开条例》第二十六条"
-DECISIONS_BASIS = "《国务院办公厅关于推进公共资源配置领域政府信息公开的意见》（国办发〔2017〕97号）"
-
-
-def _packaged_json() -> dict[str, Any]:
-    packaged = resources.files("dispatcher.rules").joinpath("catalogue.json")
-    text = packaged.read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-def _demo_items() -> list[dict[str, Any]]:
-    text = resources.files("dispatcher.ops").joinpath("demo_items.json").read_text(encoding="utf-8")
-    items: list[dict[str, Any]] = json.loads(text)
-    return items
-
-
-@pytest.fixture(scope="module")
-def cat() -> Catalogue:
-    return load_catalogue()
-
+from tests.catalogue_kit import (
+    DECISIONS_BASIS,
+    DOMAINS,
+    GENERAL_BASIS,
+    packaged_json,
+)
 
 # --- the packaged catalogue ---
 
@@ -215,7 +170,7 @@ def test_categories_follow_the_process_order(cat: Catalogue, domain: str, order:
 
 
 def test_stages_are_numbered_one_to_n_in_file_order() -> None:
-    data = _packaged_json()
+    data = packaged_json()
     for d in data["domains"]:
         stages = [c["stage"] for c in d["categories"]]
         assert stages == list(range(1, len(stages) + 1)), d["key"]
@@ -375,186 +330,6 @@ def test_format_catalogue_lists_everything(cat: Catalogue) -> None:
     assert "提出异议的渠道和方式" in text and "blacklist" in text and "个人隐私" in text
 
 
-# --- broken catalogue files ---
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-def _set(path: str, value: Any) -> Mutation:
-    """A mutation setting a dotted path (integers index lists), e.g. 'domains.0.key'."""
-
-    def apply(data: dict[str, Any]) -> None:
-        *head, last = (int(p) if p.isdigit() else p for p in path.split("."))
-        target: Any = data
-        for p in head:
-            target = target[p]
-        target[last] = value
-
-    return apply
-
-
-def _del(path: str) -> Mutation:
-    """A mutation deleting a dotted path, e.g. 'domains.0.categories.0.time_limit.from'."""
-
-    def apply(data: dict[str, Any]) -> None:
-        *head, last = (int(p) if p.isdigit() else p for p in path.split("."))
-        target: Any = data
-        for p in head:
-            target = target[p]
-        del target[last]
-
-    return apply
-
-
-HOUSING_PLAN = "domains.0.categories.0"  # a deadline: the general rule
-LAND_NOTICE = "domains.1.categories.1"  # a lead time before bidding_start
-BID_NOTICE = "domains.5.categories.1"  # a lead time before bid_deadline
-CANDIDATES = "domains.5.categories.4"  # a deadline in days with a minimum publicity period
-
-
-def _first_table(data: dict[str, Any]) -> dict[str, Any]:
-    cats = data["domains"][0]["categories"]
-    return next(f for c in cats for f in c["fields"] if f["type"] == "table")
-
-
-BROKEN: list[tuple[str, Mutation, str]] = [
-    ("duplicate domain key", _set("domains.1.key", "housing"),
-     "$.domains[1].key: duplicate key 'housing'"),
-    ("duplicate category key", _set("domains.0.categories.1.key", "planning_scheme"),
-     "$.domains[0].categories[1].key: duplicate key 'planning_scheme'"),
-    ("category shadows cross-domain", _set("domains.2.categories.0.key", "blacklist"),
-     "$.domains[2].categories[0].key: key 'blacklist' is also a cross-domain category"),
-    ("duplicate field key", _set("domains.0.categories.0.fields.1.key", "plan_period"),
-     "$.domains[0].categories[0].fields[1].key: duplicate key 'plan_period'"),
-    ("time limit of 0", _set(f"{HOUSING_PLAN}.time_limit.count", 0),
-     "$.domains[0].categories[0].time_limit.count: Input should be greater than or equal to 1"),
-    ("time limit over a year", _set("cross_domain.0.time_limit.count", 367),
-     "$.cross_domain[0].time_limit.count: Input should be less than or equal to 366"),
-    ("time limit as string", _set(f"{HOUSING_PLAN}.time_limit.count", "20"),
-     "$.domains[0].categories[0].time_limit.count: Input should be a valid integer"),
-    ("unknown unit", _set(f"{HOUSING_PLAN}.time_limit.unit", "weeks"),
-     "$.domains[0].categories[0].time_limit.unit: Input should be 'working_days' or 'days'"),
-    ("unknown kind", _set(f"{HOUSING_PLAN}.time_limit.kind", "window"),
-     "$.domains[0].categories[0].time_limit.kind: Input should be 'deadline' or 'lead'"),
-    ("no time limit", _del(f"{HOUSING_PLAN}.time_limit"),
-     "$.domains[0].categories[0].time_limit: Field required"),
-    ("no basis", _del(f"{HOUSING_PLAN}.time_limit.basis"),
-     "$.domains[0].categories[0].time_limit.basis: Field required"),
-    ("empty basis", _set(f"{HOUSING_PLAN}.time_limit.basis", ""),
-     "$.domains[0].categories[0].time_limit.basis: String should have at least 1 character"),
-    ("deadline without from", _del(f"{HOUSING_PLAN}.time_limit.from"),
-     "$.domains[0].categories[0].time_limit.from: say what starts the clock"),
-    ("deadline from blank", _set(f"{HOUSING_PLAN}.time_limit.from", "  "),
-     "$.domains[0].categories[0].time_limit.from: say what starts the clock"),
-    ("deadline naming an event", _set(f"{HOUSING_PLAN}.time_limit.before", "plan_period"),
-     "$.domains[0].categories[0].time_limit.before: only a lead time names an event"),
-    ("lead before a non-date field", _set(f"{BID_NOTICE}.time_limit.before", "tenderer"),
-     "$.domains[5].categories[1].time_limit.before: must name a required date field"),
-    ("lead before an optional date", _set(f"{LAND_NOTICE}.time_limit.before",
-                                          "application_deadline"),
-     "$.domains[1].categories[1].time_limit.before: must name a required date field"),
-    ("lead before an unknown field", _set(f"{LAND_NOTICE}.time_limit.before", "auction_date"),
-     "$.domains[1].categories[1].time_limit.before: must name a required date field"),
-    ("lead before nothing", _del(f"{LAND_NOTICE}.time_limit.before"),
-     "$.domains[1].categories[1].time_limit.before: must name a required date field"),
-    ("lead in working days", _set(f"{BID_NOTICE}.time_limit.unit", "working_days"),
-     "$.domains[5].categories[1].time_limit.unit: a lead time is counted in days"),
-    ("lead with a start", _set(f"{BID_NOTICE}.time_limit.from", "公告发布之日"),
-     "$.domains[5].categories[1].time_limit.from: a lead time has no start"),
-    ("publicity ending on an unknown field",
-     _set(f"{CANDIDATES}.min_publicity.end", "publicity_until"),
-     "$.domains[5].categories[4].min_publicity.end: 'publicity_until' is not a date field"),
-    ("publicity starting on a text field",
-     _set(f"{CANDIDATES}.min_publicity.start", "objection_channel"),
-     "$.domains[5].categories[4].min_publicity.start: 'objection_channel' is not a date field"),
-    ("publicity without basis", _del(f"{CANDIDATES}.min_publicity.basis"),
-     "$.domains[5].categories[4].min_publicity.basis: Field required"),
-    ("unknown withholding basis on a column",
-     _set(f"{CANDIDATES}.fields.0.columns.6.withhold", "phone_number"),
-     "$.domains[5].categories[4].fields[0].columns[6].withhold: unknown withholding basis "
-     "'phone_number'"),
-    ("unknown withholding basis on a field", _set(f"{HOUSING_PLAN}.fields.0.withhold", "secret"),
-     "$.domains[0].categories[0].fields[0].withhold: unknown withholding basis 'secret'"),
-    ("bad withholding key on a field",
-     _set(f"{HOUSING_PLAN}.fields.0.withhold", "Personal Privacy"),
-     "$.domains[0].categories[0].fields[0].withhold: String should match pattern"),
-    ("version 1 deadline_days", _set(f"{HOUSING_PLAN}.deadline_days", 20),
-     "$.domains[0].categories[0].deadline_days: Extra inputs are not permitted"),
-    ("no website", _set("domains.3.categories.0.default_channels", ["feeds", "wechat"]),
-     "$.domains[3].categories[0].default_channels: must include 'website'"),
-    ("unknown channel", _set("domains.0.categories.0.default_channels", ["website", "fax"]),
-     "$.domains[0].categories[0].default_channels[1]: unknown channel 'fax'"),
-    ("unknown field type", _set("domains.0.categories.0.fields.0.type", "money"),
-     "$.domains[0].categories[0].fields[0].type: Input should be"),
-    ("table column of type table",
-     lambda d: _first_table(d)["columns"][0].update(type="table"),
-     ".columns[0].type: a table column must be a scalar type"),
-    ("table without columns", lambda d: _first_table(d).update(columns=[]),
-     ".columns: a table field needs at least one column"),
-    ("columns on a scalar", _set("domains.0.categories.0.fields.0.columns",
-                                 [{"key": "x", "name": "x", "type": "string"}]),
-     "$.domains[0].categories[0].fields[0].columns: only a table field has columns"),
-    ("extra key", _set("domains.0.colour", "red"),
-     "$.domains[0].colour: Extra inputs are not permitted"),
-    ("bad key", _set("domains.5.categories.1.key", "BidNotice"),
-     "$.domains[5].categories[1].key: String should match pattern"),
-    ("bad publisher", _set("domains.0.categories.0.publisher", "publisher"),
-     "$.domains[0].categories[0].publisher: Input should be 'approver', 'implementer' or "
-     "'author'"),
-    ("version 1", _set("version", 1), "$.version: Input should be 2"),
-    ("unknown version", _set("version", 3), "$.version: Input should be 2"),
-    ("bad withholding key", _set("withholding_bases.Trade Secret", "商业秘密"),
-     "$.withholding_bases.Trade Secret.[key]: String should match pattern"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("mutate", "expected"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN]
-)
-def test_broken_catalogue_is_refused_with_a_path(
-    tmp_path: Path, mutate: Mutation, expected: str
-) -> None:
-    data = copy.deepcopy(_packaged_json())
-    mutate(data)
-    path = tmp_path / "catalogue.json"
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    with pytest.raises(CatalogueError) as info:
-        load_catalogue(path)
-    assert str(info.value).startswith(f"{path}: ")
-    assert expected in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('{"version": 2, "version": 2}', "$: duplicate JSON object key 'version'"),
-        ('{"version": 2,', "$: invalid JSON at line 1"),
-        ("[]", "$: Input should be an object"),
-        ('{"version": 2}', "$.withholding_bases: Field required"),
-    ],
-)
-def test_unparsable_catalogue_is_refused(tmp_path: Path, text: str, expected: str) -> None:
-    path = tmp_path / "c.json"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(CatalogueError, match=re.escape(expected)):
-        load_catalogue(str(path))
-
-
-def test_missing_catalogue_file_is_a_catalogue_error(tmp_path: Path) -> None:
-    with pytest.raises(CatalogueError, match=re.escape("nope.json")):
-        load_catalogue(tmp_path / "nope.json")
-
-
-def test_categories_are_ordered_by_stage_not_file_order(tmp_path: Path) -> None:
-    data = _packaged_json()
-    bidding = data["domains"][5]["categories"]
-    bidding.reverse()
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    keys = list(load_catalogue(path).domains["bidding"].categories)
-    assert keys.index("bid_notice") < keys.index("bid_candidates") < keys.index("bid_result")
-
-
 # --- item fields ---
 
 ROW = {"rank": 1, "name": "某某建设集团有限公司", "bid_price": "12345678.00"}
@@ -644,84 +419,3 @@ def test_validate_fields_accepts_good_values(cat: Catalogue) -> None:
     assert validate_fields(c, good) == []
     assert validate_fields(c, good | {"objection_channel": None}) == []
     assert validate_fields(c, "not an object") == [("fields", "must be an object")]  # type: ignore[arg-type]
-
-
-# --- demo items: the demo must not silently break ---
-
-DEMO = _demo_items()
-
-
-@pytest.mark.parametrize("item", DEMO, ids=[f"{i['domain']}.{i['category']}" for i in DEMO])
-def test_demo_item_is_valid(cat: Catalogue, item: dict[str, Any]) -> None:
-    assert set(item) == ITEM_KEYS
-    c = cat.category(item["domain"], item["category"])
-    assert c is not None
-    assert validate_fields(c, item["fields"]) == []
-    assert item[PUBLISHER_FIELDS[c.publisher]] in DEMO_AGENCIES
-    agencies = {item[key] for key in PUBLISHER_FIELDS.values()}
-    assert agencies - {None} <= DEMO_AGENCIES
-    if c.publisher == "author":  # 谁制作、谁公开: the drafting agency, no one else, is named
-        assert item["approving_agency"] is None
-    else:
-        assert item["authoring_agency"] is None
-    # Written as seen on ANCHOR (the demo moves every date to today): nothing formed later.
-    assert dt.date(2026, 11, 1) <= dt.date.fromisoformat(item["formed_on"]) <= ANCHOR
-    assert re.fullmatch(r"[0-9]{6}", item["region"])
-    assert item["decision"] in (None, "administrative_permit", "administrative_penalty")
-    assert item["secrecy"] == "none" and item["title"] and item["body_html"].startswith("<")
-    for w in item["withheld"]:
-        assert w["basis"] in cat.withholding_bases
-        assert _resolve(item, w["field"]) not in (None, "")
-        assert str(_resolve(item, w["field"])) not in item["body_html"]
-
-
-def _resolve(item: dict[str, Any], path: str) -> Any:
-    value: Any = item
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-    return value
-
-
-def test_demo_items_cover_what_the_demo_shows() -> None:
-    assert 14 <= len(DEMO) <= 16
-    for domain in DOMAINS:
-        assert sum(i["domain"] == domain for i in DEMO) >= 2, domain
-    by_code: dict[str, set[str]] = {}
-    for i in DEMO:
-        if i["project_code"]:
-            by_code.setdefault(i["project_code"], set()).add(i["category"])
-    # The banner's project: opened, its candidates now in their publicity period.
-    assert by_code["E9901002026000018"] == {"bid_opening_record", "bid_candidates"}
-    assert {"procurement_result", "procurement_contract"} <= by_code["Z9901002026000093"]
-    categories = {i["category"] for i in DEMO}
-    assert {"bid_notice", "bid_result", "transfer_notice", "procurement_intention"} <= categories
-    assert sum(i["category"] == "blacklist" for i in DEMO) == 1
-    assert any(i["decision"] == "administrative_penalty" for i in DEMO)
-    assert any(i["withheld"] for i in DEMO)
-    assert any(i["authoring_agency"] for i in DEMO)
-    assert [i["publish_at"] for i in DEMO if i["publish_at"]] == ["2026-12-01T09:00:00+08:00"]
-
-
-def _item(category: str) -> dict[str, Any]:
-    return next(i for i in DEMO if i["category"] == category and i["domain"] != "mining")
-
-
-def test_demo_blacklist_decision_cites_what_it_applies() -> None:
-    item = _item("blacklist")
-    basis, measures = item["fields"]["basis"], item["fields"]["measures"]
-    # 骗租 public rental housing: fine up to 1000 yuan, return the flat, pay market rent, and no
-    # new application for five years from the day it is returned.
-    assert "《公共租赁住房管理办法》" in basis and "第三十六条" in basis
-    assert "1000元" in measures and "按市场价格补缴租金" in measures
-    assert "自退回公共租赁住房之日起五年内不得再次申请" in measures
-    assert "自退回公共租赁住房之日起五年内不得再次申请" in item["body_html"]
-    assert "97号" in basis  # the listing itself: the opinion's 黑名单
-
-
-def test_demo_housing_policy_compares_like_with_like() -> None:
-    item = _item("allocation_policy")
-    for text in (item["fields"]["eligibility"], item["body_html"]):
-        # A household's yearly disposable income per head against the city's, same year.
-        assert "上年度家庭人均可支配收入低于本市上年度城镇居民人均可支配收入的60%" in text
-        assert "月收入" not in text
-    assert "同地段同类型住房市场租金" in item["fields"]["rent_standard"]

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,15 +29,9 @@ from dispatcher.rules.permissions import publishing_agency
 from dispatcher.rules.rulebook import Rules
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import items
+from tests.helpers import free_port
 
 RULES = Rules(load_catalogue(), WorkCalendar(), ("website", "feeds"))
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -62,7 +55,7 @@ def _get(url: str, token: str | None = None) -> dict[str, object]:
 
 @pytest.mark.timeout(90)
 def test_demo_serves_sample_items_from_all_six_domains(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     script = Path(sys.executable).with_name("gongkai")
     output: list[str] = []
     with subprocess.Popen(  # noqa: S603 - our own console script

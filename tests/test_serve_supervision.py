@@ -8,29 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import CENTER, bid_candidates
+from tests.helpers import CENTER, bid_candidates, free_port
 
 SCRIPT = Path(sys.executable).with_name("gongkai")
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -82,7 +73,7 @@ def _published(base: str, token: str, item_id: int) -> bool:
 
 @pytest.mark.timeout(180)
 def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path, port)
     base = f"http://127.0.0.1:{port}"
     _cli(tmp_path, env, "migrate")
