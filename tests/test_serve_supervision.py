@@ -1,7 +1,7 @@
-"""`gongkai serve` on the embedded defaults keeps going when its Redis is killed (issue 12):
-the API answers throughout, the embedded Redis is started again from its append-only file, the
-worker reconnects, and an item approved afterwards is published. A real process, a real
-`kill -9`; every wait is bounded."""
+"""`gongkai serve` (or `serve --no-worker` beside `gongkai worker`) on the embedded defaults
+keeps going when its Redis is killed (issue 12): the API answers throughout, the embedded Redis
+is started again from its append-only file, the worker reconnects, and an item approved
+afterwards is published. Real processes, a real `kill -9`; every wait is bounded."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def _published(base: str, token: str, item_id: int) -> bool:
 
 
 @pytest.mark.timeout(180)
-def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["serve", "serve-no-worker-and-worker"])
+def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path, split: bool) -> None:
     port = free_port()
     env = _env(tmp_path, port)
     base = f"http://127.0.0.1:{port}"
@@ -85,10 +86,17 @@ def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path) -> None:
                     "--holder", "审核")  # fmt: skip
     log = (tmp_path / "serve.log").open("w")
     serve = subprocess.Popen(  # noqa: S603 - our own console script
-        [str(SCRIPT), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+        [str(SCRIPT), "serve", *(["--no-worker"] if split else [])],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    processes = [serve]
     try:
         _until(lambda: _call(f"{base}/healthz")[0] == 200, 30, "serve answers")
+        if split:  # a worker of its own, on the Redis `serve` started
+            processes.append(subprocess.Popen(  # noqa: S603 - our own console script
+                [str(SCRIPT), "worker"], cwd=tmp_path, env=env, stdout=log,
+                stderr=subprocess.STDOUT,
+            ))  # fmt: skip
 
         def release(title: str) -> int:
             item = bid_candidates(title=title, channels=["website"])
@@ -106,7 +114,7 @@ def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path) -> None:
         os.kill(killed, signal.SIGKILL)
         _until(lambda: pidfile.is_file() and int(pidfile.read_text() or 0) not in (0, killed),
                30, "a new embedded Redis")  # fmt: skip
-        assert serve.poll() is None, "serve exited"
+        assert all(p.poll() is None for p in processes), "a process exited"
         assert _call(f"{base}/healthz")[0] == 200
         _until(lambda: _call(f"{base}/readyz")[0] == 200, 30, "ready again")
 
@@ -114,13 +122,16 @@ def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path) -> None:
         _until(lambda: _published(base, approver, second), 90, "the second item published")
         assert _cli(tmp_path, env, "ledger", "verify").startswith("ledger intact")
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait(timeout=10)
+        for process in reversed(processes):  # the worker first, then the Redis's owner
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
         log.close()
-    assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
+    assert [p.returncode for p in processes] == [0] * len(processes), (
+        tmp_path / "serve.log"
+    ).read_text()
     assert "starting it again" in (tmp_path / "serve.log").read_text()  # the worker's restart
     assert not (tmp_path / "var" / "redis" / "redis.sock").exists()  # stopped on the way out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from channels.registry import Registry
 from dispatcher.dispatch import jobs, queue
 from dispatcher.dispatch.channels import build_channels
 from dispatcher.dispatch.redis_server import EmbeddedRedis, resolve_redis_url
+from dispatcher.errors import GongkaiError
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
@@ -190,14 +192,58 @@ async def embedded_redis_for(
 
 
 async def run_worker(settings: Settings) -> None:
-    """`gongkai worker`: run until SIGINT or SIGTERM."""
+    """`gongkai worker`: run until SIGINT or SIGTERM, started again if it stops by itself
+    (its Redis went away); with the embedded Redis, that is started again too."""
     settings.check_channels()
     build_rules(settings)  # a bad catalogue or calendar stops it here, before Redis starts
-    async with redis_for(settings) as url:
-        worker = build_worker(settings, url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with embedded_redis_for(settings) as (url, embedded):
+        watching = asyncio.create_task(watch_redis(embedded, stop)) if embedded else None
         try:
-            await worker.async_run()
-        except asyncio.CancelledError:
-            pass  # arq's signal handler cancels the run on SIGINT/SIGTERM
+            await supervise(settings, url, stop)
         finally:
-            await worker.stop()
+            stop.set()
+            if watching is not None:
+                await asyncio.gather(watching, return_exceptions=True)
+
+
+WATCH_EVERY = 1.0  # seconds between two looks at the embedded Redis
+RESTART_PAUSE = (1.0, 30.0)  # a stopped worker restarts after 1 s, then 2, 4 … at most 30
+
+
+async def watch_redis(embedded: EmbeddedRedis, stop: asyncio.Event) -> None:
+    """Start the embedded Redis again whenever it is gone (killed, crashed, its disk full)."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WATCH_EVERY)
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(embedded.check)
+        except GongkaiError as exc:
+            log.error("the embedded Redis is down and could not be started again: %s", exc)
+
+
+async def supervise(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:
+    """Run a worker until `stop`; one that stops by itself is started again after a pause."""
+    pause = RESTART_PAUSE[0]
+    while not stop.is_set():
+        worker: DispatchWorker = build_worker(settings, redis_url, handle_signals=False)
+        run = asyncio.create_task(worker.async_run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([run, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        try:
+            await worker.stop(run)
+        except Exception:  # whatever it was, the next worker starts afresh
+            log.exception("the worker did not stop cleanly")
+        if stop.is_set():
+            return
+        reason = run.exception() if run.done() and not run.cancelled() else None
+        log.error("the worker stopped (%s); starting it again in %.0f s", reason, pause)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)
+        pause = min(pause * 2, RESTART_PAUSE[1])
