@@ -133,5 +133,6 @@ def test_serve_survives_its_embedded_redis_being_killed(tmp_path: Path, split: b
     assert [p.returncode for p in processes] == [0] * len(processes), (
         tmp_path / "serve.log"
     ).read_text()
-    assert "starting it again" in (tmp_path / "serve.log").read_text()  # the worker's restart
+    # Whether a worker stopped and was started again, or its Redis client reconnected in time,
+    # depends on when its next poll fell: what counts is the item published afterwards.
     assert not (tmp_path / "var" / "redis" / "redis.sock").exists()  # stopped on the way out
