@@ -10,9 +10,10 @@ and a fresh server reloads the AOF, so nothing acknowledged is lost.
 Policy, deliberately simple: the handle that started the server owns it and stops it (SHUTDOWN,
 which fsyncs the AOF) on ``stop()`` or at interpreter exit, even if other processes still use it;
 they start it again on their next ``ensure()``. So the long-running ``gongkai serve`` should be
-the one to start it. An owner killed outright (SIGKILL, SIGTERM without a handler) leaves the
-server orphaned: later processes attach to it and none stops it. The server has its own session,
-so Ctrl-C in a terminal reaches only the owner, which then shuts it down cleanly.
+the one to start it. The owner's pid is kept in ``redis.owner``: an owner killed outright
+(SIGKILL) leaves the server running, and the next handle that attaches to it while that pid is
+dead adopts it (and so stops it in its turn). The server has its own session, so Ctrl-C in a
+terminal reaches only the owner, which then shuts it down cleanly.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        self._adopted = False  # an orphan left by a killed owner, now ours to stop
         self._lock = threading.Lock()
 
     @property
@@ -88,7 +90,7 @@ class EmbeddedRedis:
     @property
     def owner(self) -> bool:
         """True while this handle has a server it started and has not stopped."""
-        return self._proc is not None
+        return self._proc is not None or self._adopted
 
     def redis_settings(self) -> RedisSettings:
         """arq settings for the socket; does not start the server (call ``ensure()`` first)."""
@@ -123,8 +125,15 @@ class EmbeddedRedis:
         self.ensure()
 
     def stop(self) -> None:
-        """Shut the server down if this handle started it; otherwise do nothing. Idempotent."""
+        """Shut the server down if this handle started or adopted it; otherwise do nothing.
+        Idempotent."""
         with self._lock:
+            if self._adopted:
+                with self._flock(self.stop_timeout, required=False):
+                    self._shutdown_adopted()
+                self._adopted = False
+                atexit.unregister(self.stop)
+                return
             proc = self._proc
             if proc is None:
                 return
@@ -132,6 +141,7 @@ class EmbeddedRedis:
                 # Under the lock, so a process attaching meanwhile waits and then starts afresh.
                 with self._flock(self.stop_timeout, required=False):
                     self._shutdown(proc)
+                    (self.server_dir / "redis.owner").unlink(missing_ok=True)
             finally:
                 self._forget()
 
@@ -160,6 +170,7 @@ class EmbeddedRedis:
             self._proc = subprocess.Popen(  # noqa: S603 - our binary, no shell
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
+        (d / "redis.owner").write_text(str(os.getpid()))
         atexit.register(self.stop)
 
     def _clear_stale(self) -> None:
@@ -191,6 +202,8 @@ class EmbeddedRedis:
                 deadline = time.monotonic() + self.start_timeout
                 continue
             if reply and reply.startswith(b"+PONG"):
+                if proc is None:
+                    self._adopt_if_orphaned()
                 return
             if proc is not None and proc.poll() is not None:
                 self._forget()
@@ -217,6 +230,30 @@ class EmbeddedRedis:
         if proc.returncode != 0:  # killed: it left its socket and pidfile behind
             self.socket_path.unlink(missing_ok=True)
             (self.server_dir / "redis.pid").unlink(missing_ok=True)
+
+    def _adopt_if_orphaned(self) -> None:
+        """Under the flock: take over a running server whose owner is dead (it was killed)."""
+        try:
+            owner = int((self.server_dir / "redis.owner").read_text())
+        except (OSError, ValueError):
+            return  # started by an older version, or its owner stopped it cleanly
+        if owner == os.getpid() or process_runs(owner):
+            return
+        (self.server_dir / "redis.owner").write_text(str(os.getpid()))
+        self._adopted = True
+        atexit.register(self.stop)
+
+    def _shutdown_adopted(self) -> None:
+        """SHUTDOWN an adopted server (not our child: no Popen to wait on) and wait for it."""
+        try:
+            pid = int((self.server_dir / "redis.pid").read_text())
+        except (OSError, ValueError):
+            pid = 0
+        _probe(self.socket_path, _SHUTDOWN)
+        deadline = time.monotonic() + self.stop_timeout
+        while pid and process_runs(pid) and time.monotonic() < deadline:
+            time.sleep(_POLL)
+        (self.server_dir / "redis.owner").unlink(missing_ok=True)
 
     def _forget(self) -> None:
         if self._proc is not None:
@@ -294,6 +331,20 @@ def _serves(pid: int, socket_path: Path) -> bool:
         return False
     except PermissionError:  # alive, another user's
         pass
+    return True
+
+
+def process_runs(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting to be reaped does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
