@@ -31,6 +31,7 @@ class GongkaiError(Exception):
 
     status = 500
     title = "Internal error"
+    retry_after: int | None = None  # seconds worth waiting before trying again, if it helps
 
     def __init__(self, detail: str, errors: FieldErrors | None = None) -> None:
         super().__init__(detail)

@@ -28,7 +28,6 @@ import pytest
 from dispatcher.rules.calendar import WorkCalendar
 from dispatcher.rules.limits import (
     DECISIONS,
-    GENERAL,
     Due,
     Publicity,
     TimeLimit,
@@ -59,6 +58,12 @@ WORKING_PUBLICITY = Publicity(20, "working_days", "publicity_start", "publicity_
 
 DECISIONS_BASIS = "《国务院办公厅关于推进公共资源配置领域政府信息公开的意见》（国办发〔2017〕97号）"
 GENERAL_BASIS = "《中华人民共和国政府信息公开条例》第二十六条"
+
+# 条例第二十六条, as the catalogue states it wherever a law sets no other rule.
+GENERAL = TimeLimit(
+    "deadline", 20, "working_days", "《中华人民共和国政府信息公开条例》第二十六条",
+    start="政府信息形成或者变更之日",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher.dispatch.redis_server import process_runs
-from tests.helpers import CENTER, bid_candidates, free_port
-from tests.test_serve_supervision import SCRIPT, _call, _cli, _env, _published, _until
+from tests.helpers import bid_candidates, free_port
+from tests.processes import SCRIPT, call, cli, env_for, press_office, published, until
 
 BURST = 24
 
@@ -31,37 +31,31 @@ def test_a_killed_serve_loses_no_approved_item(tmp_path: Path) -> None:
     port = free_port()
     # A delivery the killed worker held waits for its lease to run out: 10 s here (120 s by
     # default), then the sweeper hands it to the new worker.
-    env = {**_env(tmp_path, port), "GONGKAI_LEASE_SECONDS": "10"}
+    env = {**env_for(tmp_path, port), "GONGKAI_LEASE_SECONDS": "10"}
     base = f"http://127.0.0.1:{port}"
-    _cli(tmp_path, env, "migrate")
-    _cli(tmp_path, env, "agency", "add", "--code", CENTER, "--name", "示范市公共资源交易中心",
-         "--region", "990100")  # fmt: skip
-    editor = _cli(tmp_path, env, "token", "create", "--agency", CENTER, "--role", "editor",
-                  "--holder", "编辑")  # fmt: skip
-    approver = _cli(tmp_path, env, "token", "create", "--agency", CENTER, "--role", "approver",
-                    "--holder", "审核")  # fmt: skip
+    editor, approver = press_office(tmp_path, env)
     first = _serve(tmp_path, env, "first")
     second: subprocess.Popen[bytes] | None = None
     orphan = 0
     redis_pid = tmp_path / "var" / "redis" / "redis.pid"
     try:
-        _until(lambda: _call(f"{base}/healthz")[0] == 200, 30, "serve answers")
+        until(lambda: call(f"{base}/healthz")[0] == 200, 30, "serve answers")
         approved: list[int] = []
 
         def burst() -> None:
             for n in range(BURST):
                 item = bid_candidates(title=f"第{n}号公示", project_code=f"E99010000055{n:05d}")
-                status, created = _call(f"{base}/api/v1/items", editor, item)
+                status, created = call(f"{base}/api/v1/items", editor, item)
                 if status != 201:
                     return  # serve is gone
-                status, _ = _call(f"{base}/api/v1/items/{created['id']}/approve", approver, {})
+                status, _ = call(f"{base}/api/v1/items/{created['id']}/approve", approver, {})
                 if status != 200:
                     return
                 approved.append(int(created["id"]))
 
         sender = threading.Thread(target=burst)
         sender.start()
-        _until(lambda: len(approved) >= BURST // 3, 60, "a third of the burst approved")
+        until(lambda: len(approved) >= BURST // 3, 60, "a third of the burst approved")
         first.send_signal(signal.SIGKILL)  # mid-burst: jobs in flight, deliveries leased
         first.wait(timeout=10)
         orphan = int(redis_pid.read_text())  # the Redis the killed serve started, still running
@@ -70,11 +64,11 @@ def test_a_killed_serve_loses_no_approved_item(tmp_path: Path) -> None:
         assert BURST // 3 <= len(approved) < BURST
 
         second = _serve(tmp_path, env, "second")  # finds the orphaned Redis and adopts it
-        _until(lambda: _call(f"{base}/healthz")[0] == 200, 30, "serve answers again")
+        until(lambda: call(f"{base}/healthz")[0] == 200, 30, "serve answers again")
         for item_id in approved:
-            _until(lambda i=item_id: _published(base, approver, i), 120, f"item {item_id}")
-        assert _cli(tmp_path, env, "ledger", "verify").startswith("ledger intact")
-        status, page = _call(f"{base}/api/v1/deliveries?limit=200", approver)
+            until(lambda i=item_id: published(base, approver, i), 120, f"item {item_id}")
+        assert cli(tmp_path, env, "ledger", "verify").startswith("ledger intact")
+        status, page = call(f"{base}/api/v1/deliveries?limit=200", approver)
         assert status == 200
         keys = [(d["item_id"], d["version"], d["channel"]) for d in page["deliveries"]]
         assert len(keys) == len(set(keys))  # one delivery per version and channel: none twice

@@ -38,8 +38,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             log.error("%s %s: %s", request.method, request.path, exc.detail)
         if exc.status == 500:
             return problem(500, exc.title, "the server failed; the error was logged")
-        wait = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(wait)} if wait else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return problem(exc.status, exc.title, exc.detail, exc.errors, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -239,23 +239,21 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_feeds_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    rules = build_rules(settings)
-    async with _database(settings) as db:
-        started = time.perf_counter()
-        count = await site.rebuild(db, settings, rules.catalogue, name="feeds")
-    elapsed = time.perf_counter() - started
-    print(f"rebuilt the feeds and their state from {count} feeds publications in {elapsed:.1f} s")
-    return 0
+    return await _rebuild(settings, "feeds", "the feeds and their state")
 
 
 async def cmd_site_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    return await _rebuild(settings, site.CHANNEL, str(site.site_path(settings)))
+
+
+async def _rebuild(settings: Settings, channel: str, what: str) -> int:
+    """Regenerate what `channel` holds from its deliveries in the database."""
     rules = build_rules(settings)
     async with _database(settings) as db:
         started = time.perf_counter()
-        count = await site.rebuild(db, settings, rules.catalogue)
+        count = await site.rebuild(db, settings, rules.catalogue, name=channel)
     elapsed = time.perf_counter() - started
-    where = site.site_path(settings)
-    print(f"rebuilt {where} from {count} website publications in {elapsed:.1f} s")
+    print(f"rebuilt {what} from {count} {channel} publications in {elapsed:.1f} s")
     return 0
 
 

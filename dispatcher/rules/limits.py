@@ -72,11 +72,6 @@ class Publicity:
                 "basis": self.basis}  # fmt: skip
 
 
-# 条例第二十六条: the rule wherever a law sets no other.
-GENERAL = TimeLimit(
-    "deadline", 20, "working_days", "《中华人民共和国政府信息公开条例》第二十六条",
-    start="政府信息形成或者变更之日",
-)  # fmt: skip
 # 双公示, kept on top of a category's own rule for a permit or penalty decision.
 DECISIONS = TimeLimit(
     "deadline", 7, "working_days",
