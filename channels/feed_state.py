@@ -155,6 +155,13 @@ class StateStore:
         self._changed_items.add(item_id)
         return True, (*sorted(feeds), *gone)
 
+    def live_time(self, entry: Entry) -> datetime | None:
+        """When this very version (and withdrawal) of the entry's item went into the feeds."""
+        old = self.item(entry["item_id"])
+        if old is None or (old.version, old.withdrawn) != (entry["version"], entry["withdrawn"]):
+            return None
+        return old.updated
+
     def save(self) -> None:
         """Write the changed feed windows, then the changed item records (the commit point)."""
         for state in self._feeds.values():

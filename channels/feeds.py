@@ -253,6 +253,7 @@ class FeedsChannel:
         now = datetime.now(UTC)
         outcomes: list[Outcome | None] = [None] * len(batch)
         shown: list[tuple[FeedKey, ...]] = [()] * len(batch)
+        repeats: list[datetime | None] = [None] * len(batch)
         touched: set[FeedKey] = set()
         for i, delivery in enumerate(batch):
             try:
@@ -267,6 +268,8 @@ class FeedsChannel:
             touched.update(shown[i])
             if applied:
                 now += _TICK  # distinct times keep the arrival order within a flush
+            else:  # a repeat of what is live (a crash came before its record): its first time
+                repeats[i] = store.live_time(delivery.entry)
         topics = self._write_feeds(store, sorted(touched))
         store.save()  # after the feeds: the item records are the commit point
         written = {key: self._read_back(key) for key in touched}
@@ -283,7 +286,7 @@ class FeedsChannel:
             outcomes[i] = (
                 RetryableError(f"feeds: {', '.join(missing)} does not contain {entry_id}")
                 if missing
-                else confirmed_at
+                else repeats[i] or confirmed_at
             )
         return _Flushed([o if o is not None else confirmed_at for o in outcomes], topics)
 

@@ -4,7 +4,8 @@ The website channel keeps small JSON files under `<data_dir>/state/website/` (ou
 site): one per item, one per list page, one per list, one per project. Publishing one item reads
 and writes a fixed number of them, whatever the size of the archive:
 
-    items/{id}.json                  version, withdrawn, its list entry, slots, 变更记录
+    items/{id}.json                  version, withdrawn, its list entry, slots, 变更记录,
+                                     when each version went live
     lists/all/meta.json              {"count": N, "name": …, "code": …}
     lists/all/page-{n}.json          the entries of page n, oldest first (page 1: the oldest)
     lists/{kind}/{stem}/…            the same for each domain, agency and region
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +160,24 @@ class SiteModel:
             "lists": lists,
             "project": pub.project_code,
             "history": history,
+            "live": dict(item.get("live", {})) if item else {},
         }
         self.store.put(f"items/{pub.item_id:d}", state)
         self.dirty.add(("item", str(pub.item_id)))
         return state
+
+    def went_live(self, pub: Publication, withdrawn: bool, at: datetime) -> datetime:
+        """Record that this (version, withdrawn) of an applied item went live at `at`, unless it
+        already had (a repeat, after a crash before the dispatcher's record): returns the first
+        time, which is the one the lists were appended in order of."""
+        key = f"items/{pub.item_id:d}"
+        state = self.store.get(key)
+        first = state.get("live", {}).get(_live_key(pub.version, withdrawn))
+        if first is not None:
+            return datetime.fromisoformat(first)
+        live = {**state.get("live", {}), _live_key(pub.version, withdrawn): at.isoformat()}
+        self.store.put(key, {**state, "live": live})
+        return at
 
     def _append(self, kind: str, code: str, entry: dict[str, Any], pub: Publication) -> int:
         key = list_key(kind, code)
@@ -227,6 +243,10 @@ class SiteModel:
     def meta(self, kind: str, code: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = self.store.get(f"{list_key(kind, code)}/meta")
         return found
+
+
+def _live_key(version: int, withdrawn: bool) -> str:
+    return f"{version:d}{'w' if withdrawn else ''}"
 
 
 def _newer(version: int, withdrawn: bool, item: dict[str, Any]) -> bool:

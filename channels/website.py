@@ -23,6 +23,10 @@ Limits and quirks:
   intake and is the only value inserted unescaped. They are found next to this package
   (`templates/site/`, shipped at the top level of the wheel) unless `settings["templates_dir"]`
   names another directory.
+- A repeated delivery of what is already live (a crash came after the pages went live and before
+  the dispatcher recorded it) rewrites the same pages and answers the time it first went live,
+  kept in the item's state: the confirmation times stay in the order the lists were appended in, so
+  `rebuild` puts every item on the same list page as incremental publishing did.
 - `rebuild(publications)` regenerates the whole site from a replay of the delivered versions
   (`gongkai site rebuild`): state in memory, each page written once, one sync at the end.
 - OS errors are mapped by `map_errors`: a full disk, I/O errors and other transient conditions
@@ -147,16 +151,24 @@ class WebsiteChannel:
             store = StateStore(self.state_dir, durable=durable)
             model = SiteModel(store, self.site_title, self.page_size)
             renderer = self._renderer(durable)
+            applied: list[bool] = []
             for pub, withdrawn in pubs:
                 released = release_date(pub) or datetime.now(SHANGHAI).date()
                 item = model.apply(pub, released.isoformat(), withdrawn)
                 if item is not None:
                     renderer.item_page(pub, item)
+                applied.append(item is not None)
             renderer.render(model, model.dirty)
             self._write_stylesheet(durable)
+            live = datetime.now(UTC)  # every page is in place
+            times = [  # a repeat (after a crash before its record) answers its first time
+                model.went_live(pub, withdrawn, live + timedelta(microseconds=i))
+                if done
+                else live  # an older version than what is live: nothing changed
+                for i, ((pub, withdrawn), done) in enumerate(zip(pubs, applied, strict=True))
+            ]
             store.flush()  # after the pages: a crash re-runs the delivery, which redoes them
-            live = datetime.now(UTC)
-        return [live + timedelta(microseconds=i) for i in range(len(pubs))]
+        return times
 
     def rebuild(self, publications: Iterable[Publication]) -> int:
         """Regenerate the site from `publications` (every delivered version, oldest first).
@@ -185,9 +197,11 @@ class WebsiteChannel:
             renderer = self._renderer(durable=False)
             for pub in counted():
                 released = release_date(pub) or datetime.now(SHANGHAI).date()
-                item = model.apply(pub, released.isoformat(), pub.action == "withdraw")
+                withdrawn = pub.action == "withdraw"
+                item = model.apply(pub, released.isoformat(), withdrawn)
                 if item is not None:
                     renderer.item_page(pub, item)
+                    model.went_live(pub, withdrawn, pub.confirmed_at or datetime.now(UTC))
             model.dirty.add(("index", "all", ""))
             renderer.render(model, model.dirty)
             self._write_stylesheet(durable=False)

@@ -186,6 +186,34 @@ async def test_rebuild_regenerates_the_same_site_from_the_database(
     assert (site / paths.feed_file(None, None, "atom")).is_file()  # feeds are left alone
 
 
+async def test_rebuild_after_a_crash_puts_every_item_where_publishing_did(
+    api: Client, published: dict[str, int], db: Database, dispatch_settings: Settings
+) -> None:
+    """The probe's finding: a crash between an item going live and the dispatcher recording it
+    (kill -9 of serve mid-burst) made the recovered delivery's confirmation later than items
+    published after it, so `site rebuild` moved it to another place in the lists."""
+    first = published["result"]  # the oldest item in every list
+    async with (
+        db.transaction() as conn
+    ):  # its deliveries as a crash leaves them: done, not recorded
+        await conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.item_id == first, deliveries.c.version == 1)
+            .values(status="pending", confirmed_at=None, next_attempt_at=sa.func.now())
+        )
+    async with running_worker(dispatch_settings, dict(REGISTRY)):
+        await wait_until(all_in(db, "published", "withdrawn", "skipped"))
+    site = dispatch_settings.data_path / "site"
+    pages, feeds = _snapshot(site), _feed_ids(site)
+    assert all(str(first) in ids[-1] for ids in feeds.values() if ids)  # still the oldest
+
+    await rebuild(db, dispatch_settings, CATALOGUE)
+    await rebuild(db, dispatch_settings, CATALOGUE, name="feeds")
+
+    assert _snapshot(site) == pages
+    assert _feed_ids(site) == feeds
+
+
 def _feed_ids(site: Path) -> dict[str, list[str]]:
     """Every feed file's entry ids, in order."""
     return {
