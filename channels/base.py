@@ -49,6 +49,11 @@ class PermanentError(ChannelError):
     """The attempt cannot succeed as it is; retrying would only repeat the failure."""
 
 
+class StateUnreadable(PermanentError):
+    """A channel's own state file is unreadable (truncated, corrupt): until a person runs the
+    channel's rebuild, which regenerates it from the database, what needs it fails."""
+
+
 @dataclass(frozen=True)
 class Publication:
     """The public representation of one item version, as every channel receives it.

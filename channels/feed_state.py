@@ -24,8 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from channels import paths
-from channels.base import PermanentError
-from channels.files import write_atomic
+from channels.base import StateUnreadable
+from channels.files import marking_broken, write_atomic
 
 Entry = dict[str, Any]  # one feed entry as stored: see ENTRY_KEYS
 ENTRY_KEYS = frozenset(
@@ -118,15 +118,17 @@ class StateStore:
         self._feeds: dict[FeedKey, FeedState] = {}
 
     def item(self, item_id: int) -> ItemRecord | None:
-        """The item's record, None if never delivered; PermanentError if unreadable."""
+        """The item's record, None if never delivered; StateUnreadable (marked) if unreadable."""
         if item_id not in self._items:
-            self._items[item_id] = _load_item(self._item_path(item_id))
+            with marking_broken(self.root):
+                self._items[item_id] = _load_item(self._item_path(item_id))
         return self._items[item_id]
 
     def feed(self, key: FeedKey) -> FeedState:
-        """The feed's state (empty if new); PermanentError if unreadable."""
+        """The feed's state (empty if new); StateUnreadable (marked) if unreadable."""
         if key not in self._feeds:
-            self._feeds[key] = _load_feed(self.root / key.state_name(), key)
+            with marking_broken(self.root):
+                self._feeds[key] = _load_feed(self.root / key.state_name(), key)
         return self._feeds[key]
 
     def apply(
@@ -200,6 +202,12 @@ class StateStore:
         write_atomic(path, text.encode("utf-8"))
 
 
+def _unreadable(path: Path, exc: Exception, show: Any = str) -> StateUnreadable:
+    return StateUnreadable(
+        f"feeds state {path} is unreadable: {show(exc)}; `gongkai feeds rebuild` regenerates it"
+    )
+
+
 def _read_json(path: Path) -> Any:
     try:
         raw = path.read_bytes()
@@ -208,7 +216,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise PermanentError(f"feeds state {path} is unreadable: {exc}") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def _load_item(path: Path) -> ItemRecord | None:
@@ -226,7 +234,7 @@ def _load_item(path: Path) -> ItemRecord | None:
             feeds=tuple(sorted(_feed_key(k) for k in body["feeds"])),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentError(f"feeds state {path} is unreadable: {exc!r}") from exc
+        raise _unreadable(path, exc, repr) from exc
 
 
 def _load_feed(path: Path, key: FeedKey) -> FeedState:
@@ -241,7 +249,7 @@ def _load_feed(path: Path, key: FeedKey) -> FeedState:
         entries = {e["id"]: _checked_entry(e) for e in body["entries"]}
         return FeedState(key, str(body.get("title") or ""), entries)
     except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentError(f"feeds state {path} is unreadable: {exc!r}") from exc
+        raise _unreadable(path, exc, repr) from exc
 
 
 def _checked_entry(entry: Any) -> Entry:

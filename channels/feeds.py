@@ -21,8 +21,9 @@ Limits and quirks:
 - State lives in `<data_dir>/state/feeds/`, not in the public site (`channels.feed_state`): one
   file per feed with only its newest entries, and one small record per item. A delivery reads and
   writes a bounded number of small files, whatever the number of items ever published. An
-  unreadable state file is a PermanentError naming it (a person repairs or removes it; removing
-  an item record only forgets which version was last delivered). The `site/feeds/all.json` of
+  unreadable state file is a `StateUnreadable` naming it and `gongkai feeds rebuild`, logged at
+  ERROR once and marked in `state/feeds/BROKEN` for `/readyz` and `/metrics` until the rebuild
+  regenerates the state from the database. The `site/feeds/all.json` of
   earlier versions is no longer read; it can be deleted.
 - Bursts are coalesced: the first delivery opens a window of `settings["feeds_window"]` seconds
   (default 0.2); every delivery that arrives in it, in this process, joins one flush. The flush
@@ -259,10 +260,9 @@ class FeedsChannel:
             try:
                 _preload(store, delivery)
             except PermanentError as exc:
-                # Only this delivery: its item or one of its feeds is broken. Said loudly, with
-                # the way out: the state is regenerated from the database.
-                log.error("%s; run `gongkai feeds rebuild` to regenerate the feeds", exc)
-                outcomes[i] = PermanentError(f"{exc}; `gongkai feeds rebuild` regenerates it")
+                # Only this delivery: its item or one of its feeds is broken. Said loudly (the
+                # log, /readyz), with the way out: the state is regenerated from the database.
+                outcomes[i] = exc
                 continue
             applied, shown[i] = store.apply(delivery.entry, delivery.feeds, now)
             touched.update(shown[i])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from channels.base import PermanentError, RetryableError
+from channels.base import PermanentError, RetryableError, StateUnreadable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "公共资源配置领域政府信息公开"
 RETRYABLE_ERRNOS = frozenset(
@@ -91,6 +94,35 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# A channel's state directory holds this file while a state file in it is unreadable; its
+# rebuild empties the directory. `/readyz` and `/metrics` report it (`broken_states`).
+BROKEN = "BROKEN"
+
+
+@contextlib.contextmanager
+def marking_broken(state_dir: Path) -> Iterator[None]:
+    """Mark `state_dir` as broken (and say so at ERROR, once) when a state file in it turns out
+    unreadable; the error goes on."""
+    try:
+        yield
+    except StateUnreadable as exc:
+        marker = state_dir / BROKEN
+        if not marker.exists():
+            log.error("%s", exc)
+            with contextlib.suppress(OSError):  # a full disk must not hide the first error
+                write_atomic(marker, str(exc).encode("utf-8"), durable=False)
+        raise
+
+
+def broken_states(state_root: Path) -> dict[str, str]:
+    """The channels (by state directory name) whose state is marked unreadable, and why."""
+    found = {}
+    for marker in sorted(state_root.glob(f"*/{BROKEN}")):
+        with contextlib.suppress(OSError):
+            found[marker.parent.name] = marker.read_text("utf-8", errors="replace")[:500]
+    return found
 
 
 def site_base_url(settings: Mapping[str, Any]) -> str:

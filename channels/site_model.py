@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from channels import paths
-from channels.base import PermanentError, Publication
-from channels.files import write_atomic
+from channels.base import Publication, StateUnreadable
+from channels.files import marking_broken, write_atomic
 
 PAGE_SIZE = 20
 ALL = "all"  # the site-wide list, shown on the home page
@@ -52,10 +52,8 @@ class StateStore:
             except FileNotFoundError:
                 self._cache[key] = None
             else:
-                try:
-                    self._cache[key] = json.loads(raw)
-                except ValueError as exc:
-                    raise PermanentError(f"website state {path} is unreadable: {exc}") from exc
+                with marking_broken(self.root):
+                    self._cache[key] = _parse(raw, path)
         return self._cache[key]
 
     def put(self, key: str, value: Any) -> None:
@@ -69,6 +67,15 @@ class StateStore:
             data = json.dumps(self._cache[key], ensure_ascii=False, sort_keys=True)
             write_atomic(path, data.encode("utf-8"), durable=self.durable)
         self._dirty.clear()
+
+
+def _parse(raw: bytes, path: Path) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise StateUnreadable(
+            f"website state {path} is unreadable: {exc}; `gongkai site rebuild` regenerates it"
+        ) from exc
 
 
 def list_key(kind: str, code: str) -> str:

@@ -23,7 +23,7 @@ async def test_health_and_readiness(api: Client) -> None:
     assert (health.status, await health.json()) == (200, {"status": "ok"})
     ready = await (await api.get("/readyz")).json()
     workers = "no worker has run on this Redis yet"  # said, not judged: the API runs alone here
-    checks = {"database": "ok", "redis": "ok", "workers": workers}
+    checks = {"database": "ok", "redis": "ok", "workers": workers, "channel state": "ok"}
     assert ready == {"ready": True, "checks": checks}
 
 

@@ -3,6 +3,7 @@ channels, then read the pages from the web app; conditional GET; `gongkai site r
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -224,8 +225,9 @@ def _feed_ids(site: Path) -> dict[str, list[str]]:
 
 async def test_a_corrupt_feeds_state_is_regenerated_from_the_database(
     api: Client, published: dict[str, int], db: Database, dispatch_settings: Settings,
-    make_token: TokenFactory,
+    make_token: TokenFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
+    caplog.set_level(logging.ERROR, logger="channels")
     site = dispatch_settings.data_path / "site"
     before = _feed_ids(site)
     state = dispatch_settings.data_path / "state" / "feeds" / "all.json"
@@ -243,8 +245,17 @@ async def test_a_corrupt_feeds_state_is_regenerated_from_the_database(
     assert (failed.item_id, failed.channel) == (late, "feeds")
     assert "all.json is unreadable" in failed.last_error
     assert "gongkai feeds rebuild" in failed.last_error
+    # Said loudly: at ERROR in the log, on /readyz (which still answers 200) and in /metrics.
+    [logged] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed.last_error.endswith(logged)
+    ready = await api.get("/readyz")
+    state = (await ready.json())["checks"]["channel state"]
+    assert ready.status == 200 and "all.json is unreadable" in state, state
+    metrics = await (await api.get("/metrics")).text()
+    assert 'gongkai_channel_state_unreadable{channel="feeds"} 1.0' in metrics
 
     replayed = await rebuild(db, dispatch_settings, CATALOGUE, batch=4, name="feeds")
+    assert (await (await api.get("/readyz")).json())["checks"]["channel state"] == "ok"
 
     assert replayed == 6  # every confirmed feeds delivery: not the failed one
     assert _feed_ids(site) == before  # the same entries, in the same order, in every feed

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.dispatch.claims import delivery_key
 from dispatcher.dispatch.due import due_by, wait_before
+from dispatcher.dispatch.redis_server import disk_problem
 from dispatcher.rules.states import DeliveryStatus
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import deliveries
@@ -66,6 +67,11 @@ async def swept_ago(pool: ArqRedis) -> float | None:
     """Seconds since a worker's sweeper last ran; None if none ever did on this Redis."""
     raw = await pool.get(SWEPT_KEY)
     return None if raw is None else max(0.0, time.time() - float(raw))
+
+
+async def disk_trouble(pool: ArqRedis) -> str | None:
+    """What Redis says is wrong with its disk (`redis_server.disk_problem`), or None."""
+    return disk_problem(await pool.info("persistence"))
 
 
 async def hurry(pool: ArqRedis, keys: list[str]) -> int:

@@ -28,10 +28,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import redis
 from arq.connections import RedisSettings
 
 from dispatcher.errors import Unavailable
@@ -123,6 +125,15 @@ class EmbeddedRedis:
             if self._proc is not None and self._proc.poll() is not None:
                 self._forget()  # ours died: reap it
         self.ensure()
+
+    def disk_problem(self) -> str | None:
+        """What is wrong with the server's disk (`disk_problem`); None if nothing or if it does
+        not answer (`check` deals with that)."""
+        try:
+            with redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1) as client:
+                return disk_problem(client.info("persistence"))
+        except redis.RedisError:
+            return None
 
     def stop(self) -> None:
         """Shut the server down if this handle started or adopted it; otherwise do nothing.
@@ -289,6 +300,19 @@ class EmbeddedRedis:
         except OSError:
             return ""
         return "; end of redis.log:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def disk_problem(info: Mapping[str, Any]) -> str | None:
+    """What a Redis server's ``INFO persistence`` says is wrong with its disk, or None.
+
+    A failed append-only write (a full disk, an I/O error) makes Redis refuse every write, and
+    PING, with ``MISCONF`` until a later write succeeds; so does a failed snapshot while
+    ``stop-writes-on-bgsave-error`` is on (its default)."""
+    if str(info.get("aof_enabled")) == "1" and info.get("aof_last_write_status") == "err":
+        return "cannot write its append-only file (is its disk full?); it refuses writes meanwhile"
+    if info.get("rdb_last_bgsave_status") == "err":
+        return "its last snapshot failed (is its disk full?); it refuses writes meanwhile"
+    return None
 
 
 def resolve_redis_url(

@@ -215,7 +215,9 @@ RESTART_PAUSE = (1.0, 30.0)  # a stopped worker restarts after 1 s, then 2, 4 â€
 
 
 async def watch_redis(embedded: EmbeddedRedis, stop: asyncio.Event) -> None:
-    """Start the embedded Redis again whenever it is gone (killed, crashed, its disk full)."""
+    """Start the embedded Redis again whenever it is gone (killed, crashed); say in the log when
+    its disk fails it (a full disk: it then refuses writes) and when that is over."""
+    trouble: str | None = None
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WATCH_EVERY)
@@ -225,6 +227,13 @@ async def watch_redis(embedded: EmbeddedRedis, stop: asyncio.Event) -> None:
             await asyncio.to_thread(embedded.check)
         except GongkaiError as exc:
             log.error("the embedded Redis is down and could not be started again: %s", exc)
+            continue
+        now = await asyncio.to_thread(embedded.disk_problem)
+        if now is not None and now != trouble:
+            log.error("the embedded Redis in %s %s", embedded.server_dir, now)
+        elif now is None and trouble is not None:
+            log.warning("the embedded Redis in %s writes to its disk again", embedded.server_dir)
+        trouble = now
 
 
 async def supervise(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:

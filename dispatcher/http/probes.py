@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.files import broken_states
 from dispatcher.dispatch import queue
 from dispatcher.errors import PermissionDenied
 from dispatcher.http.deps import DEPS
@@ -48,14 +49,19 @@ async def readyz(request: web.Request) -> web.Response:
         checks["redis"] = "not used by this process"
     else:
         try:
-            await deps.queue.ping()
-            checks["redis"] = "ok"
+            trouble = await queue.disk_trouble(deps.queue)
+            if trouble is None:
+                await deps.queue.ping()
+            checks["redis"] = "ok" if trouble is None else f"refusing writes: {trouble}"
             workers = await _sweeper(deps.queue, deps.settings.dispatch.sweep_interval)
         except Exception as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
         else:
             checks["workers"] = workers  # said, not judged: the API may run without workers
-    ready = all(v == "ok" or v.startswith("not used") for k, v in checks.items() if k != "workers")
+    broken = broken_states(deps.settings.data_path / "state")
+    checks["channel state"] = "; ".join(broken.values()) or "ok"  # said, not judged (README)
+    judged = {k: v for k, v in checks.items() if k not in ("workers", "channel state")}
+    ready = all(v == "ok" or v.startswith("not used") for v in judged.values())
     return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
 
 
@@ -137,7 +143,14 @@ async def metrics(request: web.Request) -> web.Response:
         "Time from a delivery being due (approval or schedule) to its confirmation",
     )
     latency.add_metric([], buckets, total)
-    families: list[Metric] = [by_state, latency]
+    unreadable = GaugeMetricFamily(
+        "gongkai_channel_state_unreadable",
+        "1 while a channel's own state is unreadable (until its rebuild)",
+        labels=["channel"],
+    )
+    for channel in broken_states(deps.settings.data_path / "state"):
+        unreadable.add_metric([channel], 1)
+    families: list[Metric] = [by_state, latency, unreadable]
     if deps.queue is not None:
         depth = GaugeMetricFamily("gongkai_queue_depth", "Jobs waiting in the arq queue")
         swept = GaugeMetricFamily(
@@ -150,6 +163,11 @@ async def metrics(request: web.Request) -> web.Response:
             if ago is not None:
                 swept.add_metric([], ago)
                 families.append(swept)
+            disk = GaugeMetricFamily(
+                "gongkai_redis_disk_ok", "1 while Redis can write to its disk, 0 when it cannot"
+            )
+            disk.add_metric([], 0 if await queue.disk_trouble(deps.queue) else 1)
+            families.append(disk)
         except Exception as exc:
             log.warning("queue depth unavailable: %s", exc)
     registry = CollectorRegistry()

@@ -23,7 +23,7 @@ from channels.base import (
     Receipt,
     RetryableError,
 )
-from channels.files import map_errors
+from channels.files import broken_states, map_errors
 from channels.site_fields import field_tables
 from channels.website import TEMPLATES_DIR, WebsiteChannel, website_factory
 from tests.channels.conftest import BASE_URL, Ctx, MakePub
@@ -438,8 +438,14 @@ async def test_unreadable_state_is_permanent(site: Ctx, make_pub: MakePub) -> No
     await channel.publish(make_pub())
     (Path(ctx.data_dir) / "state" / "website" / "items" / "7.json").write_text("{broken")
 
-    with pytest.raises(PermanentError, match=r"7\.json"):
+    with pytest.raises(PermanentError, match=r"7\.json.*`gongkai site rebuild`"):
         await channel.publish(make_pub(version=2))
+    state = Path(ctx.data_dir) / "state"
+    assert list(broken_states(state)) == ["website"]  # for /readyz and /metrics
+
+    channel.rebuild([make_pub()])  # what `gongkai site rebuild` does, from the database
+    assert broken_states(state) == {}
+    await channel.publish(make_pub(version=2))
 
 
 @pytest.mark.parametrize(
