@@ -71,7 +71,8 @@ class SiteSettings(_Section):
     title: str = "公共资源配置领域政府信息公开"
     hub_url: str = ""  # a WebSub hub the feeds link to and ping; "" = none
     # Hosts body images may come from besides the site's own (others are left out at intake:
-    # a remote image is a reader's tracking pixel). GONGKAI_IMAGE_HOSTS=a.gov.cn,b.gov.cn
+    # a remote image is a reader's tracking pixel): `host`, or `host:port` for a port that is
+    # not the scheme's own (a host alone allows 80 and 443 only). GONGKAI_IMAGE_HOSTS=a.gov.cn
     image_hosts: tuple[str, ...] = ()
 
     @field_validator("image_hosts", mode="before")

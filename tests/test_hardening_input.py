@@ -183,3 +183,27 @@ def test_image_hosts_come_from_the_site_and_the_setting() -> None:
         "img.example.gov.cn",
         "cdn.example.cn",
     }
+
+
+def test_an_image_host_is_matched_with_its_port(rules: Rules) -> None:
+    """The probe's note: only host names were compared, so another port on an allowed host
+    (another server, perhaps anyone's) passed."""
+    hosts = "img.example.gov.cn,cdn.example.cn:8443"
+    env = {"GONGKAI_BASE_URL": "http://127.0.0.1:8080", "GONGKAI_IMAGE_HOSTS": hosts}
+    settings = load_settings(env=env)
+    allowed = dataclasses.replace(rules, image_hosts=build_rules(settings).image_hosts)
+    sources = {
+        "http://127.0.0.1:8080/files/a.png": True,  # the site's own origin
+        "http://127.0.0.1:9999/files/a.png": False,
+        "https://img.example.gov.cn/b.png": True,
+        "https://img.example.gov.cn:443/b.png": True,  # the scheme's own port
+        "https://img.example.gov.cn:8443/b.png": False,
+        "https://cdn.example.cn:8443/c.png": True,
+        "https://cdn.example.cn/c.png": False,
+        "https://img.example.gov.cn:99999/b.png": False,  # not a port
+        "//img.example.gov.cn.evil.example/b.png": False,
+    }
+    for src, kept in sources.items():
+        body = f'<img src="{src}" alt="图">'
+        cleaned = check_item(bid_candidates(body_html=body), allowed, CENTER).values["body_html"]
+        assert (f'src="{src}"' in cleaned) is kept, src

@@ -34,6 +34,7 @@ from dispatcher.rules import limits
 from dispatcher.rules.catalogue import Category, describe_limit, validate_fields
 from dispatcher.rules.codes import CREDIT_CODE_PATTERN, PROJECT_CODE_PATTERN, REGION_CODE_PATTERN
 from dispatcher.rules.deadlines import on_time, today
+from dispatcher.rules.origins import image_origin
 from dispatcher.rules.permissions import PUBLISHER_FIELDS, check_publisher, publisher_field
 from dispatcher.rules.rulebook import Rules
 from dispatcher.rules.text import json_problems, line_problem, nfc
@@ -207,8 +208,7 @@ def sanitize_body(html: str, image_hosts: frozenset[str] = frozenset()) -> str:
     def keep(tag: str, attribute: str, value: str) -> str | None:
         if tag == "img" and attribute == "src":
             parts = urlsplit(value)
-            remote = bool(parts.scheme or parts.netloc)
-            if remote and (parts.hostname or "").lower() not in image_hosts:
+            if (parts.scheme or parts.netloc) and image_origin(value) not in image_hosts:
                 return None
         return value
 
