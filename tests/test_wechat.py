@@ -7,6 +7,7 @@ embedded one. Waits are bounded; nothing here sleeps to synchronise.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -252,7 +253,10 @@ async def test_body_images_are_uploaded_and_rewritten(
     body = (f'<p>现场照片：</p><p><img src="http://127.0.0.1:{port}/a.png" alt="现场"></p>'
             f'<p><img src="http://127.0.0.1:{port}/b.gif" alt="示意图"></p>')  # fmt: skip
     try:
-        item_id = await publish(db, build_rules(wx_settings), body_html=body)
+        # The images' server is an allowed origin (site.image_hosts), port and all.
+        rules = dataclasses.replace(build_rules(wx_settings),
+                                    image_hosts=frozenset({f"127.0.0.1:{port}"}))  # fmt: skip
+        item_id = await publish(db, rules, body_html=body)
         async with running_worker(wx_settings, channels.REGISTRY):
             await wait_until(all_in(db, "published"))
     finally:
