@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.samples import CENTER, bid_item
 from channels.base import ChannelContext, Publication, Receipt
+from channels.media.settings import new_secret
 from channels.registry import ChannelSpec, make_registry, split_name
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.redis_server import EmbeddedRedis
@@ -65,7 +66,7 @@ def _channel_env(k: int) -> dict[str, str]:
     env = {"GONGKAI_CHANNELS": ",".join(names)}
     for i in range(2, k):
         env[f"GONGKAI_MEDIA_B{i}_URL"] = "http://127.0.0.1:9/never-called"
-        env[f"GONGKAI_MEDIA_B{i}_SECRET"] = "bench-dummy-secret"
+        env[f"GONGKAI_MEDIA_B{i}_SECRET"] = new_secret()  # never used: the channel is a no-op
     return env
 
 

@@ -199,7 +199,7 @@ class StepStore(Protocol):
 class ChannelContext:
     """What a channel factory may use: its settings section and shared I/O, all handed in.
 
-    `settings` holds the site's keys (`base_url`, `title`, `hub_url`, `domains`: the catalogue's
+    `settings` holds the site's keys (`base_url`, `title`, `hub_url`, `outline`: the catalogue's
     outline) and the channel's own section. `steps` is given to channels that declare
     `Capability.STEPS`.
     """

@@ -250,7 +250,7 @@ def website_factory(ctx: ChannelContext) -> WebsiteChannel:
         base_url=site_base_url(ctx.settings),
         templates_dir=templates_dir,
         site_title=str(ctx.settings.get("title") or DEFAULT_TITLE),
-        domains=tuple(ctx.settings.get("domains") or ()),
+        domains=tuple(ctx.settings.get("outline") or ()),
         page_size=int(ctx.settings.get("page_size") or PAGE_SIZE),
     )
 

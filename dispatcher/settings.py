@@ -240,6 +240,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_SWEEP_INTERVAL": ("dispatch", "sweep_interval"),
     "GONGKAI_MAX_ATTEMPTS": ("dispatch", "max_attempts"),
     "GONGKAI_RETRY_BASE": ("dispatch", "retry_base"),
+    "GONGKAI_RETRY_CAP": ("dispatch", "retry_cap"),
     "GONGKAI_LEASE_SECONDS": ("dispatch", "lease_seconds"),
     "GONGKAI_WORKER_JOBS": ("dispatch", "worker_jobs"),
 }

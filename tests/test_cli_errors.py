@@ -19,6 +19,8 @@ NOT_A_URL = {"DATABASE_URL": "postgresql://user:s3cret@host:port/db"}
 BAD_PORT = {"GONGKAI_PORT": "eighty"}
 WECHAT_UNCONFIGURED = {"GONGKAI_CHANNELS": "website,feeds,wechat"}
 DATA_DIR_IS_A_FILE = {"GONGKAI_DATA_DIR": "{tmp}/not-a-dir"}
+BAD_OUTLET_SECRET = {"GONGKAI_CHANNELS": "website,media:x", "GONGKAI_MEDIA_X_URL": "http://127.0.0.1:9/",
+                     "GONGKAI_MEDIA_X_SECRET": "s3cret"}  # fmt: skip
 
 AGENCY = ["agency", "add", "--code", "12990100MB0000004D", "--name", "中心", "--region", "990100"]
 TOKEN = ["token", "create", "--agency", "12990100MB0000004D", "--role", "editor", "--holder", "甲"]
@@ -50,6 +52,8 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["site", "rebuild"], DATA_DIR_IS_A_FILE, "cannot write the site under"),
     (["feeds", "rebuild"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (["feeds", "rebuild"], DATA_DIR_IS_A_FILE, "cannot write the site under"),
+    (["media", "secret"], BAD_PORT, "server.port"),
+    (["serve"], BAD_OUTLET_SECRET, "channels.media.x.secret: Value error, must start with whsec_"),
 ]
 
 
@@ -91,6 +95,6 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(
 
 def test_every_command_is_covered() -> None:
     commands = set(build_parser().get_default("commands"))
-    assert len(commands) == 16
+    assert len(commands) == 17
     covered = {" ".join(a for a in argv[:2] if a.isalpha()) for argv, _, _ in CASES}
     assert commands - covered == set()

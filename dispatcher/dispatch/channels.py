@@ -61,7 +61,7 @@ def channel_settings(settings: Settings, catalogue: Catalogue, name: str) -> dic
     shared = {"base_url": site.base_url, "title": site.title, "hub_url": site.hub_url}
     return {
         **shared,
-        "domains": catalogue.outline(),
+        "outline": catalogue.outline(),  # the catalogue's domains and categories
         **settings.channels.section(name).model_dump(),
     }
 

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-worker", action="store_true", help="serve the API only")
     srv.add_argument(
         "--sandbox", action="store_true",
-        help="run a local stand-in of the WeChat API with an account on it (wechat:sandbox)",
+        help="run local stand-ins of the WeChat API and of a news outlet, with an account and an "
+        "outlet on them (wechat:sandbox, media:sandbox)",
     )  # fmt: skip
     add("worker", commands.cmd_worker, "run a worker that delivers approved items to the channels")
     rt = add("retry", commands.cmd_retry, "put a failed delivery back in the queue")
@@ -120,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
         "regenerate every feed and the feeds' state from the database",
         feeds,
         "feeds",
+    )
+    media = add("media", _group_help, "news outlets (signed webhooks)").add_subparsers(
+        required=True
+    )
+    add(
+        "secret",
+        commands.cmd_media_secret,
+        "print a new signing secret for an outlet (whsec_…): set it on both sides",
+        media,
+        "media",
     )
     parser.set_defaults(commands=tuple(names))
     return parser

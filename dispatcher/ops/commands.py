@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from channels.media.settings import new_secret
 from dispatcher.dispatch import deliveries, queue
 from dispatcher.dispatch.worker import redis_for, run_worker
 from dispatcher.errors import GongkaiError, InputError
@@ -146,6 +147,11 @@ async def cmd_catalogue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_media_secret(args: argparse.Namespace, settings: Settings) -> int:
+    print(new_secret())
+    return 0
+
+
 DECISIONS = {"permit": "administrative_permit", "penalty": "administrative_penalty"}
 
 
@@ -202,9 +208,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.sandbox:
         await serve.serve(settings, with_worker=not args.no_worker)
         return 0
-    async with sandbox.wechat_sandbox(settings) as (rehearsal, page):
-        banner = f"WeChat sandbox (account {sandbox.ACCOUNT}): {page}\n"
-        await serve.serve(rehearsal, banner, with_worker=not args.no_worker)
+    async with sandbox.sandboxes(settings) as rehearsal:
+        await serve.serve(rehearsal.settings, rehearsal.banner(), with_worker=not args.no_worker)
     return 0
 
 

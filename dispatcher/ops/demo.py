@@ -22,11 +22,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from channels.media import SPEC as MEDIA
 from channels.registry import split_name
 from channels.wechat import SPEC as WECHAT
 from dispatcher.errors import Conflict, InputError
 from dispatcher.items import accounts, workflow
-from dispatcher.ops.sandbox import wechat_sandbox
+from dispatcher.ops.sandbox import sandboxes
 from dispatcher.rules.calendar import WorkCalendar
 from dispatcher.rules.catalogue import Catalogue
 from dispatcher.rules.deadlines import today
@@ -174,15 +175,17 @@ def _banner(settings: Settings, summary: dict[str, Any]) -> str:
 
 
 async def run_demo(settings: Settings, serve_after: bool = True) -> None:
-    """Load the samples; unless `serve_after` is False, serve them with the WeChat sandbox
-    (when no real WeChat account is enabled) so the articles can be watched too."""
+    """Load the samples; unless `serve_after` is False, serve them with the WeChat sandbox and
+    the news outlet sandbox (each when no real channel of its kind is enabled), so the articles
+    and events can be watched too."""
     settings.check_channels()
-    wechat = any(split_name(name)[0] == WECHAT.kind for name in settings.channels.enabled)
-    if not serve_after or wechat:
+    kinds = {split_name(name)[0] for name in settings.channels.enabled}
+    wechat, media = WECHAT.kind not in kinds, MEDIA.kind not in kinds
+    if not serve_after or not (wechat or media):
         await _load_and_serve(settings, serve_after, "")
         return
-    async with wechat_sandbox(settings) as (rehearsal, page):
-        await _load_and_serve(rehearsal, serve_after, f"WeChat sandbox: {page}\n")
+    async with sandboxes(settings, wechat=wechat, media=media) as rehearsal:
+        await _load_and_serve(rehearsal.settings, serve_after, rehearsal.banner(names=False))
 
 
 async def _load_and_serve(settings: Settings, serve_after: bool, note: str) -> None:

@@ -37,7 +37,7 @@ def site(context: Ctx) -> Callable[..., ChannelContext]:
     """A website context with the catalogue's domains (as the worker passes them)."""
 
     def make(**settings: object) -> ChannelContext:
-        return context(domains=CATALOGUE.outline(), **settings)
+        return context(outline=CATALOGUE.outline(), **settings)
 
     return make
 
