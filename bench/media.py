@@ -66,7 +66,7 @@ from bench.dispatch import (
     run_gated,
     start_workers,
 )
-from bench.samples import CENTER, bid_item
+from bench.samples import CENTER, bid_item, delivery_rows
 from channels import FIRST_PLATFORM, media
 from channels.media.settings import new_secret
 from channels.registry import ChannelSpec, make_registry
@@ -78,7 +78,7 @@ from dispatcher.rules.rulebook import build_rules
 from dispatcher.rules.states import DeliveryStatus
 from dispatcher.settings import load_settings
 from dispatcher.storage.db import Database, migrate
-from dispatcher.storage.models import deliveries, item_versions
+from dispatcher.storage.models import deliveries
 
 SCRIPT = str(Path(__file__).resolve())
 TARGET = 0.7  # media deliveries/s over the instant channel's, same run otherwise
@@ -200,23 +200,7 @@ def _media_env(k: int, port: int) -> dict[str, str]:
 
 
 def _outlet_rows(first: int) -> sa.Select[Any]:
-    versions = sa.and_(
-        item_versions.c.item_id == deliveries.c.item_id,
-        item_versions.c.version == deliveries.c.version,
-    )
-    return (
-        sa.select(
-            deliveries.c.item_id,
-            deliveries.c.version,
-            deliveries.c.channel,
-            deliveries.c.status,
-            deliveries.c.confirmed_at,
-            deliveries.c.last_error,
-            item_versions.c.approved_at,
-        )
-        .join(item_versions, versions)
-        .where(deliveries.c.item_id >= first, deliveries.c.channel != FIRST_PLATFORM)
-    )
+    return delivery_rows(first, deliveries.c.channel != FIRST_PLATFORM)
 
 
 def _cpu(procs: list[Proc]) -> float:

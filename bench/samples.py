@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
+from dispatcher.storage.models import deliveries, item_versions
+
 CENTER = "12990100MB0000004D"  # 示范市公共资源交易中心, the implementing body
 
 
@@ -25,3 +29,20 @@ def bid_item(n: int, channels: list[str] | None = None) -> dict[str, Any]:
     if channels is not None:
         item["channels"] = channels
     return item
+
+
+def delivery_rows(first: int, channel: Any) -> sa.Select[Any]:
+    """A run's deliveries (items from `first` on, `channel` a condition on their channel) with
+    what the benchmarks report: state, attempts, confirmation and the version's approval time."""
+    versions = sa.and_(
+        item_versions.c.item_id == deliveries.c.item_id,
+        item_versions.c.version == deliveries.c.version,
+    )
+    columns = (deliveries.c.item_id, deliveries.c.version, deliveries.c.channel,
+               deliveries.c.status, deliveries.c.attempts, deliveries.c.confirmed_at,
+               deliveries.c.last_error, item_versions.c.approved_at)  # fmt: skip
+    return (
+        sa.select(*columns)
+        .join(item_versions, versions)
+        .where(deliveries.c.item_id >= first, channel)
+    )

@@ -56,7 +56,7 @@ from bench.dispatch import (
     run_gated,
     start_workers,
 )
-from bench.samples import CENTER, bid_item
+from bench.samples import CENTER, bid_item, delivery_rows
 from channels.wechat.sandbox import SANDBOX_APPID, SANDBOX_SECRET, Sandbox, running_sandbox
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.channels import build_channel
@@ -67,7 +67,7 @@ from dispatcher.rules.rulebook import build_rules
 from dispatcher.rules.states import DeliveryStatus
 from dispatcher.settings import load_settings
 from dispatcher.storage.db import Database, migrate
-from dispatcher.storage.models import deliveries, item_versions
+from dispatcher.storage.models import deliveries
 
 SCRIPT = str(Path(__file__).resolve())
 WECHAT = "wechat"
@@ -100,22 +100,7 @@ def _wechat_env(
 
 def _wechat_query(first: int) -> sa.Select[Any]:
     """This run's WeChat deliveries, with their version's approval time."""
-    versions = sa.and_(
-        item_versions.c.item_id == deliveries.c.item_id,
-        item_versions.c.version == deliveries.c.version,
-    )
-    return (
-        sa.select(
-            deliveries.c.item_id,
-            deliveries.c.status,
-            deliveries.c.attempts,
-            deliveries.c.confirmed_at,
-            deliveries.c.last_error,
-            item_versions.c.approved_at,
-        )
-        .join(item_versions, versions)
-        .where(deliveries.c.item_id >= first, deliveries.c.channel == WECHAT)
-    )
+    return delivery_rows(first, deliveries.c.channel == WECHAT)
 
 
 async def _wait_wechat(

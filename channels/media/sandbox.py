@@ -43,6 +43,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from channels.media import sandbox_page
 from channels.media.settings import new_secret
+from channels.standins import serving
 
 __all__ = [
     "BODY_LIMIT",
@@ -329,16 +330,5 @@ async def running_outlets(
     after is an outlet back from an outage, with all it had received.
     """
     sandbox = sandbox if sandbox is not None else OutletSandbox()
-    # A wildcard address is where it listens, not a URL a client can use.
-    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
-    shown = wildcard.get(host, host)
-    shown = f"[{shown}]" if ":" in shown else shown
-    runner = web.AppRunner(sandbox.app(), shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        bound = runner.addresses[0][1]
-        yield RunningOutlets(sandbox, f"http://{shown}:{bound}")
-    finally:
-        await runner.cleanup()
+    async with serving(sandbox.app(), host, port) as base_url:
+        yield RunningOutlets(sandbox, base_url)

@@ -11,37 +11,12 @@ module does not import, so the two stay one-way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-import jinja2
-
-from channels.base import SHANGHAI
+from channels.standins import beijing, environment
 
 TYPE_NAMES = {"item.published": "发布", "item.revised": "更正", "item.withdrawn": "撤回"}
 LATEST_REFUSALS = 20  # refusals an outlet's page lists, newest first
-
-_LAYOUT = """\
-<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}新闻媒体沙箱{% endblock %}</title>
-<style>
-body { font-family: system-ui, "PingFang SC", "Microsoft YaHei", sans-serif; margin: 2rem auto;
-       max-width: 60rem; padding: 0 1rem; line-height: 1.6; color: #222; }
-section { border-top: 1px solid #ddd; margin-top: 1.5rem; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: .2rem .5rem; }
-.meta, .note { color: #777; } .withdrawn, .failed { color: #b00; }
-pre { white-space: pre-wrap; background: #f6f6f6; padding: .5rem; }
-</style>
-</head>
-<body>
-{% block body %}{% endblock %}
-</body>
-</html>
-"""
 
 _OVERVIEW = """\
 {% extends "layout" %}
@@ -121,35 +96,12 @@ _ARTICLE = """\
 {% endblock %}
 """
 
-_NOTICE = """\
-{% extends "layout" %}
-{% block body %}<p class="note">{{ text }}</p>{% endblock %}
-"""
-
-_ENV = jinja2.Environment(
-    loader=jinja2.DictLoader(
-        {
-            "layout": _LAYOUT,
-            "overview": _OVERVIEW,
-            "outlet": _OUTLET,
-            "article": _ARTICLE,
-            "notice": _NOTICE,
-        }
-    ),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_ENV = environment("新闻媒体沙箱", {"overview": _OVERVIEW, "outlet": _OUTLET, "article": _ARTICLE})
 
 
 def _text(value: object) -> str:
     """A string field of an event as sent; anything else is nothing."""
     return value if isinstance(value, str) else ""
-
-
-def _beijing(at: datetime) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _event(outlet: str, received: Any) -> dict[str, Any]:
@@ -165,7 +117,7 @@ def _event(outlet: str, received: Any) -> dict[str, Any]:
         "version": received.version,
         "article_id": received.article_id,
         "page": f"/outlets/{outlet}/articles/{number}",
-        "received_at": _beijing(received.received_at),
+        "received_at": beijing(received.received_at),
         "title": _text(data.get("title")) or "（无标题）",
         "summary": _text(data.get("summary")),
         "agency": _text(agency.get("name")) if isinstance(agency, dict) else "",

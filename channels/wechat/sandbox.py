@@ -49,6 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
+from channels.standins import serving
 from channels.wechat import sandbox_page
 from channels.wechat.sandbox_http import (
     PUSH_TIMEOUT,
@@ -582,16 +583,5 @@ async def running_sandbox(
 ) -> AsyncIterator[RunningSandbox]:
     """Serve `sandbox` (a new one if None) on `host`:`port` (0: a free port) until exit."""
     sandbox = sandbox or Sandbox()
-    # A wildcard address is where it listens, not a URL a client can use.
-    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
-    shown = wildcard.get(host, host)
-    shown = f"[{shown}]" if ":" in shown else shown
-    runner = web.AppRunner(sandbox.app(), shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1]
-        yield RunningSandbox(sandbox, f"http://{shown}:{bound}")
-    finally:
-        await runner.cleanup()
+    async with serving(sandbox.app(), host, port) as base_url:
+        yield RunningSandbox(sandbox, base_url)

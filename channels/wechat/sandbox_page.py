@@ -10,33 +10,9 @@ module does not import, so the two stay one-way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from html.parser import HTMLParser
 
-import jinja2
-
-from channels.base import SHANGHAI
-
-_LAYOUT = """\
-<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}微信公众号沙箱{% endblock %}</title>
-<style>
-body { font-family: system-ui, "PingFang SC", "Microsoft YaHei", sans-serif; margin: 2rem auto;
-       max-width: 60rem; padding: 0 1rem; line-height: 1.6; color: #222; }
-section { border-top: 1px solid #ddd; margin-top: 1.5rem; }
-table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: .2rem .5rem; }
-.deleted { color: #b00; } .meta, .note { color: #777; } .failed { color: #b00; }
-</style>
-</head>
-<body>
-{% block body %}{% endblock %}
-</body>
-</html>
-"""
+from channels.standins import environment
 
 _OVERVIEW = """\
 {% extends "layout" %}
@@ -106,26 +82,7 @@ _ARTICLE = """\
 {% endblock %}
 """
 
-_NOTICE = """\
-{% extends "layout" %}
-{% block body %}<p class="note">{{ text }}</p>{% endblock %}
-"""
-
-
-def _beijing(at: datetime) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
-
-
-_ENV = jinja2.Environment(
-    loader=jinja2.DictLoader(
-        {"layout": _LAYOUT, "overview": _OVERVIEW, "article": _ARTICLE, "notice": _NOTICE}
-    ),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_ENV.filters["beijing"] = _beijing
+_ENV = environment("微信公众号沙箱", {"overview": _OVERVIEW, "article": _ARTICLE})
 
 
 def overview(accounts: Sequence[object], calls: Sequence[object], faults: Mapping[str, object]

@@ -70,6 +70,14 @@ def _publication(**overrides: Any) -> Publication:
     return Publication(**values)
 
 
+@pytest.fixture(autouse=True)
+def _local_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy between requests and 127.0.0.1."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+
 @pytest.fixture
 def make_pub() -> MakePub:
     """Build a Publication: realistic defaults, any field overridden by keyword."""
