@@ -53,6 +53,12 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["feeds", "rebuild"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (["feeds", "rebuild"], DATA_DIR_IS_A_FILE, "cannot write the site under"),
     (["media", "secret"], BAD_PORT, "server.port"),
+    (["audit"], UNREACHABLE_DB, "cannot reach the database"),
+    (["audit", "summary"], MISSING_CALENDAR, "cannot read calendar overrides"),
+    (["audit", "annual", "--year", "2026"], UNSUPPORTED_DB, "unsupported database"),
+    (["audit", "--from", "2026-02-30"], UNREACHABLE_DB, "from: invalid date"),
+    (["deadlines", "refresh"], MISSING_CALENDAR, "cannot read calendar overrides"),
+    (["serve"], MISSING_CALENDAR, "cannot read calendar overrides"),
     (["serve"], BAD_OUTLET_SECRET, "channels.media.x.secret: Value error, must start with whsec_"),
 ]
 
@@ -95,6 +101,6 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(
 
 def test_every_command_is_covered() -> None:
     commands = set(build_parser().get_default("commands"))
-    assert len(commands) == 17
+    assert len(commands) == 21
     covered = {" ".join(a for a in argv[:2] if a.isalpha()) for argv, _, _ in CASES}
     assert commands - covered == set()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from dispatcher.dispatch import queue as queues
 from dispatcher.errors import GongkaiError, InputError
-from dispatcher.http import api_deliveries, api_items, hooks, probes, public, search_page
+from dispatcher.http import api_audit, api_deliveries, api_items, hooks, probes, public, search_page
 from dispatcher.http.deps import DEPS, Deps
 from dispatcher.http.responses import problem
 from dispatcher.rules.rulebook import Rules, build_rules
@@ -96,6 +96,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     api_items.add_routes(app)
     api_deliveries.add_routes(app)
+    api_audit.add_routes(app)
     probes.add_routes(app)
     hooks.add_routes(app)
     search_page.add_routes(app)

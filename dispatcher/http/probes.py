@@ -25,7 +25,10 @@ from dispatcher.dispatch import queue
 from dispatcher.errors import PermissionDenied
 from dispatcher.http.deps import DEPS
 from dispatcher.http.responses import json_response
+from dispatcher.items import timeliness
+from dispatcher.rules.deadlines import today
 from dispatcher.rules.states import DeliveryStatus
+from dispatcher.rules.verdicts import WorkdayIndex
 from dispatcher.storage.models import deliveries
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,25 @@ class _Snapshot:
         yield from self.families
 
 
+async def _alerts(deps: Any) -> list[Metric]:
+    """Versions not yet on the website that are due within 3 working days, and overdue ones."""
+    due = GaugeMetricFamily(
+        "gongkai_audit_due_soon",
+        "Versions not yet on the website, due within 3 working days",
+        labels=["agency", "domain"],
+    )
+    overdue = GaugeMetricFamily(
+        "gongkai_audit_overdue",
+        "Versions past their deadline and not yet on the website",
+        labels=["agency", "domain"],
+    )
+    async with deps.db.connect() as conn:
+        found = await timeliness.alerts(conn, WorkdayIndex(deps.rules.calendar), today())
+    for (agency, domain, kind), count in sorted(found.items()):
+        (due if kind == "due_soon" else overdue).add_metric([agency, domain], count)
+    return [due, overdue]
+
+
 def _may_scrape(request: web.Request) -> bool:
     """Whether `/metrics` answers this request (`server.metrics_token` / `.metrics_networks`)."""
     server = request.app[DEPS].settings.server
@@ -150,7 +172,7 @@ async def metrics(request: web.Request) -> web.Response:
     )
     for channel in broken_states(deps.settings.data_path / "state"):
         unreadable.add_metric([channel], 1)
-    families: list[Metric] = [by_state, latency, unreadable]
+    families: list[Metric] = [by_state, latency, unreadable, *await _alerts(deps)]
     if deps.queue is not None:
         depth = GaugeMetricFamily("gongkai_queue_depth", "Jobs waiting in the arq queue")
         swept = GaugeMetricFamily(

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from dispatcher.errors import GongkaiError
-from dispatcher.ops import commands
+from dispatcher.ops import audit, commands, deadlines
 from dispatcher.rules.permissions import ROLES
 from dispatcher.settings import Settings, load_settings
 
@@ -131,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
         "print a new signing secret for an outlet (whsec_…): set it on both sides",
         media,
         "media",
+    )
+    aud = add("audit", audit.cmd_audit, "the timeliness audit: each version's deadline, "
+              "publication and verdict (late, due, overdue, on time)")  # fmt: skip
+    audit.add_arguments(aud)
+    audits = aud.add_subparsers(dest="audit_command", metavar="{summary,annual}")
+    summary = add("summary", audit.cmd_audit_summary, "on-time rates by agency, domain, "
+                  "category and channel; working days taken (JSON)", audits, "audit")  # fmt: skip
+    audit.add_arguments(summary)
+    yearly = add("annual", audit.cmd_audit_annual, "the annual report's active-disclosure "
+                 "figures (政府信息公开工作年度报告)", audits, "audit")  # fmt: skip
+    yearly.add_argument("--year", type=int, required=True)
+    yearly.add_argument("--agency", help="one agency (default: every one)")
+    yearly.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    dls = add("deadlines", _group_help, "statutory deadlines").add_subparsers(required=True)
+    add(
+        "refresh",
+        deadlines.cmd_deadlines_refresh,
+        "recompute provisional deadlines on the calendar as configured now",
+        dls,
+        "deadlines",
     )
     parser.set_defaults(commands=tuple(names))
     return parser

@@ -25,7 +25,9 @@ from dispatcher.dispatch import deliveries, queue
 from dispatcher.dispatch.worker import redis_for, run_worker
 from dispatcher.errors import GongkaiError, InputError
 from dispatcher.items import accounts, queries, workflow
+from dispatcher.items.deadline_refresh import refresh_provisional
 from dispatcher.ops import demo, sandbox, serve, site
+from dispatcher.ops.progress import progress
 from dispatcher.rules import limits
 from dispatcher.rules.calendar import Deadline, parse_date
 from dispatcher.rules.catalogue import describe_limit, format_catalogue, load_catalogue
@@ -47,7 +49,7 @@ def _out(data: Any) -> None:
 
 
 @asynccontextmanager
-async def _database(settings: Settings, *, migrated: bool = True) -> AsyncIterator[Database]:
+async def database(settings: Settings, *, migrated: bool = True) -> AsyncIterator[Database]:
     """The configured database, reachable, disposed on the way out; it must have its schema
     unless told otherwise."""
     db = Database(settings.database_url)
@@ -64,21 +66,21 @@ def _operator(agency: str, role: str, holder: str | None) -> Actor:
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings, migrated=False) as db:
+    async with database(settings, migrated=False) as db:
         await migrate(db)
         print(f"database at revision {await schema_revision(db)}")
     return 0
 
 
 async def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db, db.transaction() as conn:
+    async with database(settings) as db, db.transaction() as conn:
         await accounts.add_agency(conn, args.code, args.name, args.region, args.index_prefix)
     print(f"agency {args.code.upper()} registered")
     return 0
 
 
 async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db, db.transaction() as conn:
+    async with database(settings) as db, db.transaction() as conn:
         token = await accounts.create_token(conn, args.agency, args.role, args.holder)
     print(token)
     print(f"(a {args.role} token for {args.agency}; it is shown only this once)", file=sys.stderr)
@@ -86,7 +88,7 @@ async def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db, db.connect() as conn:
+    async with database(settings) as db, db.connect() as conn:
         found = await accounts.list_tokens(conn, args.agency)
     if args.json:
         _out(found)
@@ -98,7 +100,7 @@ async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db, db.transaction() as conn:
+    async with database(settings) as db, db.transaction() as conn:
         await accounts.revoke_token(conn, args.id)
     print(f"token {args.id} revoked: requests with it are refused from now on")
     return 0
@@ -116,7 +118,7 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     agency = publishing_agency(category, data)
     if agency is None:
         raise InputError([("(publisher)", f"{category.name}: name the agency that publishes it")])
-    async with _database(settings) as db:
+    async with database(settings) as db:
         async with db.connect() as conn:
             if await accounts.get_agency(conn, agency) is None:
                 raise CliError(f"agency {agency} is not registered (gongkai agency add)")
@@ -128,7 +130,7 @@ async def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db:
+    async with database(settings) as db:
         async with db.connect() as conn:
             agency = await queries.item_agency(conn, args.id)
         who = _operator(agency, Role.APPROVER, args.as_)
@@ -189,8 +191,10 @@ def print_deadline(limit: Deadline, as_json: bool) -> None:
 
 
 async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db, db.connect() as conn:
-        report = await ledger.verify(conn)
+    async with database(settings) as db, db.connect() as conn:
+        total = await ledger.count(conn)
+        with progress(total, "ledger verify", unit="events") as bar:
+            report = await ledger.verify(conn, on_progress=bar.advance)
     if report.ok:
         print(f"ledger intact: {report.checked} events verified")
         return 0
@@ -202,9 +206,19 @@ async def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int
     return 1
 
 
+async def _refresh_deadlines(settings: Settings) -> None:
+    """The database must have its schema before anything starts; provisional deadlines are
+    recomputed on the calendar as configured now (a new year's override file: each change a
+    ledger event)."""
+    async with database(settings) as db:
+        changed = await refresh_provisional(db, build_rules(settings))
+    if changed:
+        print(f"{len(changed)} provisional deadline(s) recomputed on the current calendar",
+              flush=True)  # fmt: skip
+
+
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings):
-        pass  # it must have its schema before anything starts
+    await _refresh_deadlines(settings)
     if not args.sandbox:
         await serve.serve(settings, with_worker=not args.no_worker)
         return 0
@@ -214,14 +228,13 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings):
-        pass
+    await _refresh_deadlines(settings)
     await run_worker(settings)
     return 0
 
 
 async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
-    async with _database(settings) as db:
+    async with database(settings) as db:
         async with db.connect() as conn:
             agency = await queries.delivery_agency(conn, args.id)
         who = _operator(agency, Role.APPROVER, args.as_)
@@ -244,19 +257,23 @@ async def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_feeds_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    return await _rebuild(settings, "feeds", "the feeds and their state")
+    return await _rebuild(settings, "feeds", "the feeds and their state", "feeds rebuild")
 
 
 async def cmd_site_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    return await _rebuild(settings, site.CHANNEL, str(site.site_path(settings)))
+    return await _rebuild(settings, site.CHANNEL, str(site.site_path(settings)), "site rebuild")
 
 
-async def _rebuild(settings: Settings, channel: str, what: str) -> int:
+async def _rebuild(settings: Settings, channel: str, what: str, command: str) -> int:
     """Regenerate what `channel` holds from its deliveries in the database."""
     rules = build_rules(settings)
-    async with _database(settings) as db:
+    async with database(settings) as db:
         started = time.perf_counter()
-        count = await site.rebuild(db, settings, rules.catalogue, name=channel)
+        total = await site.count(db, channel)
+        with progress(total, command, unit="publications") as bar:
+            count = await site.rebuild(
+                db, settings, rules.catalogue, name=channel, on_progress=bar.advance
+            )
     elapsed = time.perf_counter() - started
     print(f"rebuilt {what} from {count} {channel} publications in {elapsed:.1f} s")
     return 0

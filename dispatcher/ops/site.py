@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,13 +42,24 @@ def rebuilder(settings: Settings, catalogue: Catalogue, name: str) -> Rebuildabl
     return enabled.rebuilder
 
 
+def _live(name: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        deliveries.c.channel == name, deliveries.c.status.in_(DeliveryStatus.confirmed())
+    )
+
+
+async def count(db: Database, name: str = CHANNEL) -> int:
+    """How many deliveries `rebuild` would replay for channel `name` (for its progress)."""
+    async with db.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(deliveries).where(_live(name))
+        return int((await conn.execute(query)).scalar_one())
+
+
 async def _page(
     db: Database, name: str, after: tuple[datetime, int] | None, batch: int
 ) -> list[Any]:
     query = (
-        DELIVERY_CONTENT.where(
-            deliveries.c.channel == name, deliveries.c.status.in_(DeliveryStatus.confirmed())
-        )
+        DELIVERY_CONTENT.where(_live(name))
         .order_by(deliveries.c.confirmed_at, deliveries.c.id)
         .limit(batch)
     )
@@ -70,9 +81,11 @@ async def rebuild(
     catalogue: Catalogue,
     batch: int = BATCH,
     name: str = CHANNEL,
+    on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Regenerate channel `name` (the website) from its every live delivery; returns how many
-    were replayed."""
+    were replayed. `on_progress`, if given, is called with 1 as each publication has been
+    replayed, from the replaying thread."""
     channel = rebuilder(settings, catalogue, name)
     loop = asyncio.get_running_loop()
 
@@ -84,6 +97,8 @@ async def rebuild(
                 yield dataclasses.replace(
                     publication(row, catalogue), confirmed_at=row.confirmed_at
                 )
+                if on_progress is not None:  # the channel asks for the next: this one is done
+                    on_progress(1)
             if len(rows) < batch:
                 return
             after = (rows[-1].confirmed_at, rows[-1].id)

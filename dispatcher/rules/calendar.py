@@ -129,6 +129,13 @@ class WorkCalendar:
             return True, True
         return day.weekday() < 5 and day not in schedule.holidays, True
 
+    def source(self, year: int) -> str | None:
+        """Where `year`'s schedule comes from: "overrides", "chinese_calendar", or None (no
+        data: Monday to Friday, provisional)."""
+        if year in self._overrides:
+            return "overrides"
+        return None if self._schedule(year) is None else "chinese_calendar"
+
     def known_years(self) -> list[int]:
         """Years with real schedule data (overrides plus ``chinese_calendar``), ascending."""
         years = set(self._overrides)

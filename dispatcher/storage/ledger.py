@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -119,8 +119,18 @@ class LedgerReport:
         return self.problem is None
 
 
-async def verify(conn: AsyncConnection) -> LedgerReport:
-    """Recompute the whole chain; report the first row whose hash or link does not fit."""
+async def count(conn: AsyncConnection) -> int:
+    """How many events the ledger holds (the rows `verify` reads)."""
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar_one())
+
+
+async def verify(
+    conn: AsyncConnection, on_progress: Callable[[int], None] | None = None
+) -> LedgerReport:
+    """Recompute the whole chain; report the first row whose hash or link does not fit.
+
+    `on_progress`, if given, is called after each batch read with how many more events were
+    verified (the batch's, or those before the broken one)."""
     prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
     while True:
         rows = (
@@ -131,21 +141,33 @@ async def verify(conn: AsyncConnection) -> LedgerReport:
                 .limit(_BATCH)
             )
         ).mappings()
-        batch = list(rows)
+        batch, before, fault = list(rows), checked, None
         for row in batch:
-            if row["seq"] != expected_seq:
-                return LedgerReport(checked, expected_seq, "event missing (row deleted)")
-            if row["prev_hash"] != prev_hash:
-                return LedgerReport(checked, row["seq"], "link to the previous event broken")
-            if event_hash(prev_hash, dict(row)) != row["hash"]:
-                return LedgerReport(checked, row["seq"], "content does not match its hash (edited)")
+            fault = _fault(row, prev_hash, expected_seq)
+            if fault is not None:
+                break
             prev_hash, expected_seq, checked = row["hash"], expected_seq + 1, checked + 1
+        if on_progress is not None and checked > before:
+            on_progress(checked - before)
+        if fault is not None:
+            return LedgerReport(checked, *fault)
         if len(batch) < _BATCH:
             break
     head = (await conn.execute(sa.select(ledger_head).where(ledger_head.c.id == 1))).one()
     if head.seq != checked or head.hash != prev_hash:
         return LedgerReport(checked, checked + 1, "newest events missing (chain truncated)")
     return LedgerReport(checked)
+
+
+def _fault(row: sa.RowMapping, prev_hash: str, expected_seq: int) -> tuple[int, str] | None:
+    """(seq, problem) if `row` does not follow on from the event before it."""
+    if row["seq"] != expected_seq:
+        return expected_seq, "event missing (row deleted)"
+    if row["prev_hash"] != prev_hash:
+        return row["seq"], "link to the previous event broken"
+    if event_hash(prev_hash, dict(row)) != row["hash"]:
+        return row["seq"], "content does not match its hash (edited)"
+    return None
 
 
 async def history(conn: AsyncConnection, item_id: int) -> list[dict[str, Any]]:

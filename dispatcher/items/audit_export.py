@@ -1,0 +1,122 @@
+"""The audit's rows as people read them: CSV for spreadsheet programs (UTF-8 with a byte-order
+mark, Chinese headers, CRLF, every text that a spreadsheet would take for a formula defused with
+a leading apostrophe) and a plain-text table for a terminal. Times are shown in Beijing time."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from channels.base import SHANGHAI
+
+BOM = "\ufeff"
+VERDICT_NAMES = {"on_time": "按时", "late": "逾期发布", "due": "待发布", "overdue": "逾期未发布",
+                 "withdrawn": "发布前已撤回"}  # fmt: skip
+KIND_NAMES = {"original": "首次", "revision": "变更", "withdrawal": "撤回"}
+LEDGER_NAMES = {"ok": "一致", "mismatch": "不一致", "missing": "缺少记录", None: ""}
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("item_id", "事项编号"), ("version", "版本"), ("kind", "版本类型"), ("agency", "发布机构代码"),
+    ("agency_name", "发布机构"), ("domain", "领域"), ("category", "类别"), ("index_no", "索引号"),
+    ("title", "标题"), ("start", "起算日"), ("deadline", "公开期限"),
+    ("deadline_provisional", "期限待定"), ("basis", "依据"), ("published_at", "网站发布时间"),
+    ("working_days_taken", "用时（工作日）"), ("verdict", "结论"), ("late_by", "逾期（工作日）"),
+    ("due_in", "剩余（工作日）"), ("late_reason", "逾期说明"), ("channels", "其他渠道确认时间"),
+    ("publicity", "公示期"), ("ledger", "账本核对"),
+)  # fmt: skip
+TABLE_COLUMNS = ("item_id", "version", "agency_name", "category", "deadline", "published_at",
+                 "working_days_taken", "verdict", "late_by", "due_in", "ledger")  # fmt: skip
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def beijing(value: str | None) -> str:
+    """An ISO time as Beijing time, to the second ("" for none)."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def shown(row: Mapping[str, Any]) -> dict[str, str]:
+    """A row's cells as text."""
+    rule = row.get("rule") or {}
+    cells = {
+        **{key: "" if row.get(key) is None else str(row[key]) for key, _ in COLUMNS if key in row},
+        "kind": KIND_NAMES.get(row["kind"], row["kind"]),
+        "deadline_provisional": "是" if row["deadline_provisional"] else "",
+        "basis": str(rule.get("basis", "")),
+        "published_at": beijing(row["published_at"]),
+        "verdict": VERDICT_NAMES.get(row["verdict"], row["verdict"]),
+        "ledger": LEDGER_NAMES.get(row["ledger"], str(row["ledger"])),
+        "channels": "; ".join(f"{name} {beijing(at)}" for name, at in row["channels"].items()),
+        "publicity": _publicity(row.get("publicity")),
+    }
+    return cells
+
+
+def _publicity(found: Mapping[str, Any] | None) -> str:
+    if not found:
+        return ""
+    verdict = "满足" if found["ok"] else f"不足（最早应至 {found['shortest_end']}）"
+    return f"{found['start']} 至 {found['end']}，{verdict}"
+
+
+def _defused(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def csv_header() -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(header for _, header in COLUMNS)
+    return BOM + out.getvalue()
+
+
+def csv_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        cells = shown(row)
+        writer.writerow(_defused(cells.get(key, "")) for key, _ in COLUMNS)
+    return out.getvalue()
+
+
+def table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A plain-text table of the main columns, one line per row."""
+    headers = dict(COLUMNS)
+    lines = [[headers[key] for key in TABLE_COLUMNS]]
+    lines += [[shown(row).get(key, "") for key in TABLE_COLUMNS] for row in rows]
+    widths = [max(_width(line[i]) for line in lines) for i in range(len(TABLE_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(line)).rstrip()
+        for line in lines
+    )
+
+
+def _width(text: str) -> int:
+    """Columns a text takes on a terminal: CJK characters take two."""
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def annual_rows(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The annual figures as (section, item, value) lines, in Chinese."""
+    lines = [("主动公开", "网站首次公开事项合计", str(report["published_total"]))]
+    lines += [("主动公开（按领域、类别）", f"{r['domain_name']} / {r['category_name']}",
+               str(r["published"])) for r in report["by_category"]]  # fmt: skip
+    lines += [
+        ("行政决定公开", f"{d['name']}决定", str(d["disclosed"])) for d in report["decisions"]
+    ]
+    totals = report["timeliness"]
+    for key, name in (("total", "应公开版本"), *VERDICT_NAMES.items()):
+        lines.append(("公开时效", name, str(totals[key])))
+    rate = totals["on_time_rate"]
+    lines.append(("公开时效", "按时公开率", "" if rate is None else f"{rate:.2%}"))
+    return lines
+
+
+def annual_csv(report: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("部分", "项目", f"{report['year']}年"))
+    writer.writerows(annual_rows(report))
+    return BOM + out.getvalue()
