@@ -257,3 +257,41 @@ async def test_a_short_publicity_period_is_shown(
     shortest = period_end(build_rules(dispatch_settings).calendar, start, 3, "days")[0]
     assert row["publicity"]["ok"] is False
     assert row["publicity"]["shortest_end"] == shortest.isoformat()
+
+
+async def test_the_withdrawal_of_a_changed_penalty_is_judged(
+    api: Client, make_token: TokenFactory, db: Database, agencies: list[str],
+    dispatch_settings: Settings,
+) -> None:  # fmt: skip
+    """行政处罚法 art. 48: a penalty decision changed or revoked is withdrawn within 3 working
+    days of the change; a withdrawal of anything else has no statutory limit (not judged)."""
+    rules = build_rules(dispatch_settings)
+    old = (TODAY - timedelta(days=20)).isoformat()
+    penalty, _ = await workflow.submit(db, rules, EDITOR, bid_candidates(
+        formed_on=old, decision="administrative_penalty", late_reason="补录"))  # fmt: skip
+    other, _ = await workflow.submit(db, rules, EDITOR, fresh(project_code="E9901000001234570"))
+    for item_id in (penalty, other):
+        await workflow.approve(db, APPROVER, item_id)
+    async with running_worker(dispatch_settings, dict(REGISTRY)):
+        await wait_until(all_in(db, "published"))
+        changed = TODAY - timedelta(days=10)
+        revoked = {"reason": "复议撤销", "changed_on": changed.isoformat()}
+        await workflow.withdraw(db, APPROVER, penalty, revoked)
+        await workflow.withdraw(db, APPROVER, other, {"reason": "项目终止"})
+        await wait_until(all_in(db, "published", "withdrawn"))
+    auditor = await make_token("auditor", holder="审计", agency=CENTER)
+    rows = (await _rows(api, auditor))["rows"]
+    withdrawals = [r for r in rows if r["kind"] == "withdrawal"]
+    [row] = withdrawals  # the other item's withdrawal is not judged
+    index = WorkdayIndex(rules.calendar)
+    deadline = period_end(rules.calendar, changed, 3, "working_days")[0]
+    taken_down = (datetime.fromisoformat(row["published_at"])).astimezone(SHANGHAI).date()
+    assert (row["item_id"], row["start"], row["deadline"]) == (
+        penalty, changed.isoformat(), deadline.isoformat())  # fmt: skip
+    assert "行政处罚法" in row["rule"]["basis"]
+    assert row["verdict"] == "late"
+    assert row["late_by"] == max(1, index.between(deadline, taken_down))
+    bad = await api.post(f"/api/v1/items/{other}/withdraw", json={"reason": "x",
+                         "changed_on": (TODAY + timedelta(1)).isoformat()},
+                         headers=await make_token("approver", holder="审核"))  # fmt: skip
+    assert bad.status in (409, 422)  # already withdrawn (409) is checked first or the date

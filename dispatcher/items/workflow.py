@@ -341,21 +341,24 @@ async def _version(conn: AsyncConnection, item_id: int, version: int) -> Any:
 async def withdraw(db: Database, actor: Actor, item_id: int, data: dict[str, Any]) -> None:
     """Withdraw the item at once: a withdrawal version, and a takedown on every channel it is on."""
     try:
-        reason = WithdrawIn.model_validate_json(json.dumps(data)).reason
+        request = WithdrawIn.model_validate_json(json.dumps(data))
     except ValidationError as exc:
         raise InputError(pydantic_errors(exc)) from None
+    reason, changed_on = request.reason, request.changed_on or today()
     async with db.transaction() as conn:
         item = await _lock_item(conn, actor, item_id, "withdraw")
         if item.status == ItemStatus.WITHDRAWN:
             raise Conflict(f"item {item_id} is already withdrawn")
         base = await _version(conn, item_id, item.live_version or item.latest_version)
+        if changed_on > today() or changed_on < base.formed_on:
+            raise InputError([("changed_on", "must lie between formed_on and today")])
         values = {key: getattr(base, key) for key in VERSION_CONTENT}
         now = datetime.now(UTC)
         new_version = item.latest_version + 1
         await _supersede_older(conn, item_id, new_version)
         event = await _insert_version(
             conn, item_id, new_version, VersionKind.WITHDRAWAL, values, actor, now,
-            status=ItemStatus.APPROVED, change_note=reason, changed_on=today(),
+            status=ItemStatus.APPROVED, change_note=reason, changed_on=changed_on,
         )  # fmt: skip
         await conn.execute(
             item_versions.update()

@@ -148,6 +148,9 @@ class WithdrawIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, title="Withdrawal")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    # The day the information changed (an administrative penalty decision changed or revoked:
+    # the withdrawal is due within 3 working days of it, 行政处罚法 art. 48); default today.
+    changed_on: date | None = None
 
 
 @dataclass
