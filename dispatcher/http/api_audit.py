@@ -148,7 +148,7 @@ async def summary(request: web.Request, who: Actor) -> web.Response:
         raise InputError([("status", "the summary counts every verdict: no status or cursor")])
     auditor = _auditor(request)
     async with request.app[DEPS].db.connect() as conn:
-        body = await audit_reports.summarize(auditor.every(conn, who, query))
+        body = await audit_reports.summarize(auditor.every(conn, who, query, lean=True))
     body.update(as_of=auditor.today.isoformat(), ledger=await ledger_state(request))
     return json_response(body)
 
@@ -164,7 +164,7 @@ async def annual(request: web.Request, who: Actor) -> web.StreamResponse:
     query = AuditQuery(since=date(year, 1, 1), until=date(year, 12, 31), agency=agency)
     deps = request.app[DEPS]
     async with deps.db.connect() as conn:
-        figures = await audit_reports.summarize(auditor.every(conn, who, query))
+        figures = await audit_reports.summarize(auditor.every(conn, who, query, lean=True))
         body = await audit_reports.annual(
             conn, agency, year, deps.rules.catalogue, figures["totals"]
         )

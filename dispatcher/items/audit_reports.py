@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels import FIRST_PLATFORM
 from channels.base import SHANGHAI
 from dispatcher.rules.catalogue import Catalogue
-from dispatcher.rules.deadlines import on_time
+from dispatcher.rules.deadlines import deadline_end
 from dispatcher.rules.states import Action, DeliveryStatus, VersionKind
 from dispatcher.rules.verdicts import VERDICTS
 from dispatcher.storage.models import deliveries, item_versions, items
@@ -67,12 +67,11 @@ async def summarize(rows: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         by["category"][f"{row['domain']}/{row['category']}"].add(verdict)
         if row["published_at"] is not None:
             by["channel"][FIRST_PLATFORM].add(verdict)
+        end = row.get("deadline_end") or deadline_end(date.fromisoformat(row["deadline"]))
         for channel, at in row["channels"].items():
             if at is not None:
-                end = date.fromisoformat(row["deadline"])
-                by["channel"][channel].add(
-                    "on_time" if on_time(datetime.fromisoformat(at), end) else "late"
-                )
+                at = datetime.fromisoformat(at) if isinstance(at, str) else at
+                by["channel"][channel].add("on_time" if at < end else "late")
         if row["working_days_taken"] is not None:
             taken[_band(row["working_days_taken"])] += 1
     out: dict[str, Any] = {"totals": total.to_json()}

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels import FIRST_PLATFORM
 from dispatcher.errors import InputError, PermissionDenied
 from dispatcher.rules.catalogue import Catalogue
+from dispatcher.rules.deadlines import deadline_end
 from dispatcher.rules.limits import shortest_end
 from dispatcher.rules.permissions import Actor, require
 from dispatcher.rules.states import Action, DeliveryStatus, Role, VersionKind
@@ -96,6 +97,8 @@ def _versions(
     agency: str | None,
     after: tuple[int, int] | None,
     publicity: Sequence[str] = (),
+    *,
+    lean: bool = False,
 ) -> Any:
     """The versions to judge, in (item, version) order; their structured fields only where the
     category has a minimum publicity period (`publicity`: those category keys)."""
@@ -114,7 +117,14 @@ def _versions(
             v.c.decision,
             v.c.deadline,
             v.c.deadline_provisional,
-            v.c.deadline_rule,
+            *(
+                (
+                    v.c.deadline_rule["kind"].as_string().label("rule_kind"),
+                    v.c.deadline_rule["start"].as_string().label("rule_start"),
+                )
+                if lean
+                else (v.c.deadline_rule,)
+            ),
             v.c.late_reason,
             v.c.changed_on,
             v.c.formed_on,
@@ -141,47 +151,53 @@ def _versions(
                           (items.c.category, query.category)):  # fmt: skip
         if value is not None:
             stmt = stmt.where(column == value)
+    # A withdrawal is filtered on the day its clock started (its deadline is computed later).
     withdrawal = v.c.kind == VersionKind.WITHDRAWAL
+    day = sa.case((withdrawal, sa.func.coalesce(v.c.changed_on, v.c.formed_on)),
+                  else_=v.c.deadline)  # fmt: skip
     if query.since is not None:
-        stmt = stmt.where(sa.case((withdrawal, v.c.changed_on), else_=v.c.deadline) >= query.since)
+        stmt = stmt.where(day >= query.since)
     if query.until is not None:
-        stmt = stmt.where(sa.case((withdrawal, v.c.changed_on), else_=v.c.deadline) <= query.until)
-    if after is not None:
-        item, version = after
-        stmt = stmt.where(
-            sa.or_(v.c.item_id > item, sa.and_(v.c.item_id == item, v.c.version > version))
-        )
+        stmt = stmt.where(day <= query.until)
+    if after is not None:  # a row value: both databases walk the primary key from there
+        stmt = stmt.where(sa.tuple_(v.c.item_id, v.c.version) > sa.tuple_(*after))
     return stmt
 
 
-async def _live(conn: AsyncConnection, item_ids: Sequence[int]) -> list[Any]:
-    """Every confirmed delivery of these items."""
-    return list(
-        await conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.item_id,
-                deliveries.c.version,
-                deliveries.c.channel,
-                deliveries.c.action,
-                deliveries.c.confirmed_at,
-            ).where(
-                deliveries.c.item_id.in_(item_ids),
-                deliveries.c.status.in_(DeliveryStatus.confirmed()),
-            )
-        )
-    )
+class _Live(NamedTuple):
+    id: int
+    item_id: int
+    version: int
+    channel: str
+    action: str
+    status: str
+    confirmed_at: datetime
 
 
-async def _recorded(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, str | None]:
-    """Delivery id -> the confirmation time its ledger event recorded."""
-    if not delivery_ids:
-        return {}
+async def _live(conn: AsyncConnection, first: int, last: int) -> list[_Live]:
+    """Every confirmed delivery of the items `first`..`last` (a range, so the unique index on
+    (item, version, channel) is walked; the state is checked here, not by the database, which
+    would otherwise pick the state index and read every confirmed delivery)."""
+    confirmed = set(DeliveryStatus.confirmed())
     rows = await conn.execute(
-        sa.select(events.c.delivery_id, events.c.data).where(
-            events.c.delivery_id.in_(delivery_ids),
+        sa.select(
+            deliveries.c.id, deliveries.c.item_id, deliveries.c.version, deliveries.c.channel,
+            deliveries.c.action, deliveries.c.status, deliveries.c.confirmed_at,
+        ).where(deliveries.c.item_id.between(first, last))
+    )  # fmt: skip
+    return [_Live(*row) for row in rows if row[5] in confirmed]
+
+
+async def _recorded(conn: AsyncConnection, first: int, last: int) -> dict[int, str | None]:
+    """Delivery id -> the confirmation time its ledger event recorded (the newest event of
+    each delivery, if it has several), for the items `first`..`last`."""
+    rows = await conn.execute(
+        sa.select(events.c.delivery_id, events.c.data)
+        .where(
+            events.c.item_id.between(first, last),
             events.c.kind.in_(("delivery.published", "delivery.withdrawn")),
         )
+        .order_by(events.c.item_id, events.c.seq)
     )
     found: dict[int, str | None] = {}
     for delivery_id, data in rows:
@@ -233,35 +249,70 @@ class Auditor:
         return page, None
 
     async def every(
-        self, conn: AsyncConnection, actor: Actor, query: AuditQuery
+        self, conn: AsyncConnection, actor: Actor, query: AuditQuery, *, lean: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every row of the query, page after page (for CSV exports and summaries)."""
+        """Every row of the query, page after page (for CSV exports and summaries). `lean`: only
+        what `audit_reports.summarize` reads (agency, domain, category, verdict, working days
+        taken, the deadline and the channels' times as dates and datetimes): no ledger lookup,
+        no publicity period, no rule JSON."""
         query.check()
         agency = scope(actor, query.agency)
         after = query.cursor
+        keys = () if lean else self._publicity_keys
         while True:
-            stmt = _versions(query, agency, after, self._publicity_keys).limit(SCAN)
+            stmt = _versions(query, agency, after, keys, lean=lean).limit(SCAN)
             batch = (await conn.execute(stmt)).all()
-            for row in await self._judge(conn, batch):
+            for row in await self._judge(conn, batch, lean):
                 if _wanted(row, query):
                     yield row
             if len(batch) < SCAN:
                 return
             after = (batch[-1].item_id, batch[-1].version)
 
-    async def _judge(self, conn: AsyncConnection, batch: Sequence[Any]) -> list[dict[str, Any]]:
+    async def _judge(
+        self, conn: AsyncConnection, batch: Sequence[Any], lean: bool
+    ) -> list[dict[str, Any]]:
         if not batch:
             return []
-        live = await _live(conn, sorted({r.item_id for r in batch}))
+        first, last = batch[0].item_id, batch[-1].item_id  # (item, version) order
         website: dict[tuple[int, int], Any] = {}
-        channels: dict[tuple[int, int], dict[str, str | None]] = {}
-        for d in live:
+        channels: dict[tuple[int, int], dict[str, Any]] = {}
+        for d in await _live(conn, first, last):
             if d.channel == FIRST_PLATFORM:
                 website[(d.item_id, d.version)] = d
             elif d.action == Action.PUBLISH:
-                channels.setdefault((d.item_id, d.version), {})[d.channel] = _iso(d.confirmed_at)
-        recorded = await _recorded(conn, [d.id for d in website.values()])
+                at = d.confirmed_at if lean else _iso(d.confirmed_at)
+                channels.setdefault((d.item_id, d.version), {})[d.channel] = at
+        if lean:
+            return [self._lean_row(r, website, channels) for r in batch]
+        recorded = await _recorded(conn, first, last)
         return [self._row(r, website, channels, recorded) for r in batch]
+
+    def _lean_row(
+        self, r: Any, website: dict[tuple[int, int], Any], channels: dict[tuple[int, int], Any]
+    ) -> dict[str, Any]:
+        if r.kind == VersionKind.WITHDRAWAL:
+            start = r.changed_on or r.formed_on
+            deadline = penalty_withdrawal_due(self.index.calendar, start)[0]
+            delivery = website.get((r.item_id, r.version))
+        else:
+            deadline = r.deadline
+            start = (
+                date.fromisoformat(r.rule_start)
+                if r.rule_kind == "deadline" and r.rule_start
+                else None
+            )
+            delivery = _first_live(website, r.item_id, r.version, r.latest_version)
+        live_at = delivery.confirmed_at if delivery is not None else None
+        withdrawn_first = r.item_status == "withdrawn" and r.kind != VersionKind.WITHDRAWAL
+        verdict = judge(self.index, deadline, live_at, self.today, start, withdrawn_first)
+        return {
+            "agency": r.agency_code, "agency_name": r.agency_name, "domain": r.domain,
+            "category": r.category, "verdict": verdict.verdict, "deadline": deadline,
+            "deadline_end": deadline_end(deadline),
+            "working_days_taken": verdict.taken, "published_at": live_at,
+            "channels": channels.get((r.item_id, r.version), {}), "due_in": verdict.due_in,
+        }  # fmt: skip
 
     def _row(
         self,

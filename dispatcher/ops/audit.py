@@ -141,7 +141,7 @@ async def cmd_audit_summary(args: argparse.Namespace, settings: Settings) -> int
     _, auditor = _auditor(settings)
     async with database(settings) as db:
         async with db.connect() as conn:
-            rows = _counted(auditor.every(conn, CLI_AUDITOR, query), "audit summary")
+            rows = _counted(auditor.every(conn, CLI_AUDITOR, query, lean=True), "audit summary")
             body = await audit_reports.summarize(rows)
         body.update(as_of=auditor.today.isoformat(), ledger=await _ledger(db))
     print(json.dumps(body, ensure_ascii=False, indent=2))
@@ -156,7 +156,7 @@ async def cmd_audit_annual(args: argparse.Namespace, settings: Settings) -> int:
                        agency=args.agency, limit=1000)  # fmt: skip
     async with database(settings) as db:
         async with db.connect() as conn:
-            rows = _counted(auditor.every(conn, CLI_AUDITOR, query), "audit annual")
+            rows = _counted(auditor.every(conn, CLI_AUDITOR, query, lean=True), "audit annual")
             figures = await audit_reports.summarize(rows)
             body = await audit_reports.annual(
                 conn, args.agency, args.year, rules.catalogue, figures["totals"]

@@ -20,7 +20,6 @@ by when the website took the item down, from the withdrawal's change date.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -41,27 +40,36 @@ _EPOCH_YEAR = 2000
 
 class WorkdayIndex:
     """`ordinal(day)`: how many working days fall from 2000-01-01 to `day` (inclusive), so the
-    working days after `a` up to `b` are `ordinal(b) - ordinal(a)`, in constant time."""
+    working days after `a` up to `b` are `ordinal(b) - ordinal(a)`, in constant time: one list
+    indexed by the day's ordinal, extended a year at a time as later days are asked for."""
 
     def __init__(self, calendar: WorkCalendar) -> None:
         self.calendar = calendar
-        self._ordinal = functools.cache(self._compute)
+        self._base = date(_EPOCH_YEAR, 1, 1).toordinal()
+        self._counts: list[int] = []
+        self._last_year = _EPOCH_YEAR - 1
 
     def ordinal(self, day: date) -> int:
-        return self._ordinal(day.year)[day.timetuple().tm_yday - 1]
+        i = day.toordinal() - self._base
+        if i < 0:
+            return 0  # before 2000: no deadline of this system lies there
+        while i >= len(self._counts):
+            self._extend()
+        return self._counts[i]
 
     def between(self, after: date, upto: date) -> int:
         """Working days strictly after `after`, up to and including `upto` (0 if none)."""
         return max(0, self.ordinal(upto) - self.ordinal(after))
 
-    def _compute(self, year: int) -> list[int]:
-        base = self._ordinal(year - 1)[-1] if year > _EPOCH_YEAR else 0
-        counts, day, total = [], date(year, 1, 1), base
+    def _extend(self) -> None:
+        year = self._last_year + 1
+        total = self._counts[-1] if self._counts else 0
+        day = date(year, 1, 1)
         while day.year == year:
             total += self.calendar.is_workday(day)[0]
-            counts.append(total)
+            self._counts.append(total)
             day += timedelta(days=1)
-        return counts
+        self._last_year = year
 
 
 @dataclass(frozen=True)
