@@ -28,7 +28,7 @@ from dispatcher.http.responses import json_response
 from dispatcher.items import timeliness
 from dispatcher.rules.deadlines import today
 from dispatcher.rules.states import DeliveryStatus
-from dispatcher.rules.verdicts import WorkdayIndex
+from dispatcher.rules.verdicts import workday_index
 from dispatcher.storage.models import deliveries
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ async def _alerts(deps: Any) -> list[Metric]:
         labels=["agency", "domain"],
     )
     async with deps.db.connect() as conn:
-        found = await timeliness.alerts(conn, WorkdayIndex(deps.rules.calendar), today())
+        found = await timeliness.alerts(conn, workday_index(deps.rules.calendar), today())
     for (agency, domain, kind), count in sorted(found.items()):
         (due if kind == "due_soon" else overdue).add_metric([agency, domain], count)
     return [due, overdue]

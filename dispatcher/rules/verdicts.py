@@ -20,6 +20,7 @@ by when the website took the item down, from the withdrawal's change date.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -70,6 +71,12 @@ class WorkdayIndex:
             self._counts.append(total)
             day += timedelta(days=1)
         self._last_year = year
+
+
+@functools.lru_cache(maxsize=8)
+def workday_index(calendar: WorkCalendar) -> WorkdayIndex:
+    """The index of a calendar, built once per process (a calendar does not change)."""
+    return WorkdayIndex(calendar)
 
 
 @dataclass(frozen=True)
