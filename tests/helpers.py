@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -88,10 +89,17 @@ async def approve_via_api(api: Client, make_token: TokenFactory, **changes: Any)
     return item_id
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    """Poll `check` until it holds; fail after `seconds`."""
+async def wait_until(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], seconds: float = 20
+) -> None:
+    """Poll `check` (a plain or an async predicate) until it holds; fail after `seconds`."""
     deadline = time.monotonic() + seconds
-    while not await check():
+
+    async def holds() -> bool:
+        found = check()
+        return bool(await found) if inspect.isawaitable(found) else bool(found)
+
+    while not await holds():
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {seconds} s")
         await asyncio.sleep(0.05)

@@ -30,6 +30,7 @@ from dispatcher.rules.rulebook import Rules
 from dispatcher.storage.db import Database
 from dispatcher.storage.models import items
 from tests.helpers import free_port
+from tests.processes import until
 
 RULES = Rules(load_catalogue(), WorkCalendar(), ("website", "feeds"))
 
@@ -101,13 +102,13 @@ def _check_running_demo(process: subprocess.Popen[str], port: int, output: list[
         # procurement contract, formed two weeks before the demo's day, with its reason) and
         # the rest on time; scheduled ones are still due.
         scheduled = sum(1 for it in demo.demo_items() if it.get("publish_at"))
-        deadline, totals = time.monotonic() + 60, dict[str, int]()
-        while time.monotonic() < deadline:
-            summary = _get(f"{base}/audit/summary", auditor[1])
-            totals = summary["totals"]  # type: ignore[assignment]
-            if totals["due"] <= scheduled and totals["overdue"] == 0:
-                break
-            time.sleep(0.2)
+        totals: dict[str, int] = {}
+
+        def settled() -> bool:
+            totals.update(_get(f"{base}/audit/summary", auditor[1])["totals"])  # type: ignore[arg-type]
+            return totals["due"] <= scheduled and totals["overdue"] == 0
+
+        until(settled, 60, "every sample due now is on the website")
         assert totals["late"] == 1 and totals["on_time"] >= 10, totals
         # Items whose categories go to WeChat are published on the sandbox account too.
         page = re.search(r"WeChat sandbox: (http://127\.0\.0\.1:\d+/sandbox/)", text)

@@ -4,7 +4,7 @@ nothing sleeps to synchronise."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -92,11 +92,8 @@ async def test_revisions_and_a_withdrawal_arrive_in_order(
     for outlet in sandbox.outlets.values():
         outlet.script.extend([0.3, 0.3])  # slow answers: later versions queue behind
 
-    def reached(attempts: int) -> Callable[[], Awaitable[bool]]:
-        async def check() -> bool:
-            return all(o.attempts >= attempts for o in sandbox.outlets.values())
-
-        return check
+    def reached(attempts: int) -> Callable[[], bool]:
+        return lambda: all(o.attempts >= attempts for o in sandbox.outlets.values())
 
     item_id = await release(db, rules)
     async with running_worker(media_settings, channels.REGISTRY):

@@ -100,7 +100,7 @@ async def test_a_full_disk_is_reported_and_so_is_its_end(
             with pytest.raises(redis.ResponseError, match="MISCONF"):
                 await client.set("k", "w")
 
-            async def logged(text: str) -> bool:
+            def logged(text: str) -> bool:
                 return any(text in r.getMessage() for r in caplog.records)
 
             await wait_until(lambda: logged("cannot write its append-only file"), 10)

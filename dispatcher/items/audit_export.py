@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from channels.base import SHANGHAI
+from channels import standins
 
 BOM = "\ufeff"
 VERDICT_NAMES = {"on_time": "按时", "late": "逾期发布", "due": "待发布", "overdue": "逾期未发布",
@@ -33,9 +33,7 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 def beijing(value: str | None) -> str:
     """An ISO time as Beijing time, to the second ("" for none)."""
-    if not value:
-        return ""
-    return datetime.fromisoformat(value).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    return standins.beijing(datetime.fromisoformat(value)) if value else ""
 
 
 def shown(row: Mapping[str, Any]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels import FIRST_PLATFORM
 from channels.base import SHANGHAI
 from dispatcher.rules.catalogue import Catalogue
-from dispatcher.rules.deadlines import deadline_end
 from dispatcher.rules.states import Action, DeliveryStatus, VersionKind
 from dispatcher.rules.verdicts import VERDICTS
 from dispatcher.storage.models import deliveries, item_versions, items
@@ -51,7 +50,8 @@ class _Tally:
 
 
 async def summarize(rows: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """Totals, on-time rates by agency, domain, category and channel, and working days taken."""
+    """Totals, on-time rates by agency, domain, category and channel, and working days taken,
+    over `Auditor.every(..., lean=True)` rows."""
     total = _Tally()
     by: dict[str, defaultdict[str, _Tally]] = {
         key: defaultdict(_Tally) for key in ("agency", "domain", "category", "channel")
@@ -67,10 +67,9 @@ async def summarize(rows: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         by["category"][f"{row['domain']}/{row['category']}"].add(verdict)
         if row["published_at"] is not None:
             by["channel"][FIRST_PLATFORM].add(verdict)
-        end = row.get("deadline_end") or deadline_end(date.fromisoformat(row["deadline"]))
+        end = row["deadline_end"]
         for channel, at in row["channels"].items():
             if at is not None:
-                at = datetime.fromisoformat(at) if isinstance(at, str) else at
                 by["channel"][channel].add("on_time" if at < end else "late")
         if row["working_days_taken"] is not None:
             taken[_band(row["working_days_taken"])] += 1

@@ -30,6 +30,7 @@ from dispatcher.rules.permissions import Actor, require
 from dispatcher.rules.states import Action, DeliveryStatus, Role, VersionKind
 from dispatcher.rules.verdicts import (
     FILTERABLE,
+    Verdict,
     WorkdayIndex,
     clock_start,
     judge,
@@ -288,29 +289,34 @@ class Auditor:
         recorded = await _recorded(conn, first, last)
         return [self._row(r, website, channels, recorded) for r in batch]
 
-    def _lean_row(
-        self, r: Any, website: dict[tuple[int, int], Any], channels: dict[tuple[int, int], Any]
-    ) -> dict[str, Any]:
+    def _judged(
+        self, r: Any, website: dict[tuple[int, int], Any], start: date | None
+    ) -> tuple[date, bool, date | None, Any, Verdict]:
+        """Deadline, provisional or not, the clock's start, the website publication judged and
+        the verdict of version `r` (`start`: its stored rule's; a penalty's withdrawal has its
+        own 3 working days from its change date)."""
         if r.kind == VersionKind.WITHDRAWAL:
             start = r.changed_on or r.formed_on
-            deadline = penalty_withdrawal_due(self.index.calendar, start)[0]
+            deadline, provisional = penalty_withdrawal_due(self.index.calendar, start)
             delivery = website.get((r.item_id, r.version))
         else:
-            deadline = r.deadline
-            start = (
-                date.fromisoformat(r.rule_start)
-                if r.rule_kind == "deadline" and r.rule_start
-                else None
-            )
+            deadline, provisional = r.deadline, r.deadline_provisional
             delivery = _first_live(website, r.item_id, r.version, r.latest_version)
         live_at = delivery.confirmed_at if delivery is not None else None
         withdrawn_first = r.item_status == "withdrawn" and r.kind != VersionKind.WITHDRAWAL
         verdict = judge(self.index, deadline, live_at, self.today, start, withdrawn_first)
+        return deadline, provisional, start, delivery, verdict
+
+    def _lean_row(
+        self, r: Any, website: dict[tuple[int, int], Any], channels: dict[tuple[int, int], Any]
+    ) -> dict[str, Any]:
+        rule_start = clock_start({"kind": r.rule_kind, "start": r.rule_start})
+        deadline, _, _, delivery, verdict = self._judged(r, website, rule_start)
         return {
             "agency": r.agency_code, "agency_name": r.agency_name, "domain": r.domain,
             "category": r.category, "verdict": verdict.verdict, "deadline": deadline,
-            "deadline_end": deadline_end(deadline),
-            "working_days_taken": verdict.taken, "published_at": live_at,
+            "deadline_end": deadline_end(deadline), "working_days_taken": verdict.taken,
+            "published_at": delivery.confirmed_at if delivery is not None else None,
             "channels": channels.get((r.item_id, r.version), {}), "due_in": verdict.due_in,
         }  # fmt: skip
 
@@ -321,18 +327,12 @@ class Auditor:
         channels: dict[tuple[int, int], dict[str, str | None]],
         recorded: dict[int, str | None],
     ) -> dict[str, Any]:
-        if r.kind == VersionKind.WITHDRAWAL:  # a penalty changed or revoked: 3 working days
-            changed = r.changed_on or r.formed_on
-            deadline, provisional = penalty_withdrawal_due(self.index.calendar, changed)
-            rule, start = penalty_rule_json(changed), changed
-            delivery = website.get((r.item_id, r.version))
-        else:
-            deadline, provisional, rule = r.deadline, r.deadline_provisional, r.deadline_rule
-            start = clock_start(rule)
-            delivery = _first_live(website, r.item_id, r.version, r.latest_version)
+        deadline, provisional, start, delivery, verdict = self._judged(
+            r, website, clock_start(r.deadline_rule)
+        )
+        withdrawal = r.kind == VersionKind.WITHDRAWAL
+        rule = penalty_rule_json(start) if withdrawal and start else r.deadline_rule
         live_at = delivery.confirmed_at if delivery is not None else None
-        withdrawn_first = r.item_status == "withdrawn" and r.kind != VersionKind.WITHDRAWAL
-        verdict = judge(self.index, deadline, live_at, self.today, start, withdrawn_first)
         return {
             "item_id": r.item_id, "version": r.version, "kind": r.kind, "status": r.status,
             "agency": r.agency_code, "agency_name": r.agency_name, "domain": r.domain,

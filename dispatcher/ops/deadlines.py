@@ -1,6 +1,7 @@
 """`gongkai deadlines refresh`: recompute the provisional deadlines on the calendar as it now
 is (an override file for a new year, a newer chinese_calendar), each change a ledger event. Run
-by `serve` and `gongkai worker` at start-up too, so loading the file is enough."""
+by `serve` and `gongkai worker` at start-up too (`commands._refresh_deadlines`), so loading
+the file is enough."""
 
 from __future__ import annotations
 
@@ -12,17 +13,8 @@ from dispatcher.items.deadline_refresh import refresh_provisional
 from dispatcher.ops.commands import database
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
-from dispatcher.storage.db import Database
 
 log = logging.getLogger(__name__)
-
-
-async def refresh_at_start(db: Database, settings: Settings) -> int:
-    """What `serve` and the worker run before they start: how many deadlines moved."""
-    changes = await refresh_provisional(db, build_rules(settings))
-    for change in changes:
-        log.info("deadline recomputed: %s", json.dumps(change.to_json(), ensure_ascii=False))
-    return len(changes)
 
 
 async def cmd_deadlines_refresh(args: argparse.Namespace, settings: Settings) -> int:

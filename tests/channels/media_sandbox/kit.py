@@ -3,11 +3,8 @@ HTTP, and a bounded wait for what the outlet recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,11 +85,3 @@ class Poster:
         """Status, headers and text of a page."""
         async with self.http.get(self.base_url + path) as response:
             return response.status, dict(response.headers), await response.text()
-
-
-async def eventually(condition: Callable[[], bool], within: float = TIMEOUT) -> None:
-    """Return once `condition()` holds; fail if it does not within `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)

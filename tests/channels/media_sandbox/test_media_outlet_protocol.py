@@ -19,7 +19,8 @@ from channels.media.sandbox import (
     running_outlets,
 )
 from channels.media.settings import secret_bytes
-from tests.channels.media_sandbox.kit import NAME, Poster, event, eventually, headers
+from tests.channels.media_sandbox.kit import NAME, Poster, event, headers
+from tests.helpers import wait_until
 
 
 def test_a_new_secret_is_a_standard_webhooks_secret_of_32_bytes() -> None:
@@ -219,7 +220,7 @@ async def test_a_slow_outlet_keeps_the_event_the_sender_gave_up_on(
     body = event()
     with pytest.raises(TimeoutError):
         await poster.post(body, headers("7:1:media:xinhua", body, secret), within=0.1)
-    await eventually(lambda: len(outlet.received) == 1)
+    await wait_until(lambda: len(outlet.received) == 1, 10)
     again = await poster.send("7:1:media:xinhua", body, secret)  # the sender's retry
     assert again.status == 200 and again.json["id"] == "art-1"
     assert (len(outlet.received), outlet.duplicates) == (1, 1)

@@ -25,8 +25,7 @@ from dispatcher.ops.sandbox import (
 )
 from dispatcher.settings import Settings, load_settings
 from tests.channels.conftest import BASE_URL, MakePub
-from tests.channels.media_sandbox.kit import eventually
-from tests.helpers import CATALOGUE
+from tests.helpers import CATALOGUE, wait_until
 
 
 def _settings(tmp_path: Path, **env: str) -> Settings:
@@ -122,7 +121,7 @@ async def test_the_channel_retries_a_slow_outlet_and_gets_the_first_answer(
     pub = make_pub(key="7:1:media:xinhua")
     with pytest.raises(RetryableError, match="no answer within"):
         await channel.publish(pub)
-    await eventually(lambda: len(outlet.received) == 1)  # received, though the answer was late
+    await wait_until(lambda: len(outlet.received) == 1, 10)  # received, though the answer was late
     with pytest.raises(RetryableError, match="HTTP 503") as refused:
         await channel.publish(pub)
     assert refused.value.retry_after == 1.0
