@@ -14,10 +14,11 @@ the dispatcher would write (submitted, approved, delivery created and confirmed)
 only the website's delivery.published / delivery.withdrawn events that the audit looks up.
 
 Then, in a fresh process (so that its peak RSS is the measurement's own), times with
-`time.perf_counter`, `--repeat` times each: (1) the yearly summary, `summarize(Auditor.every(...,
-AuditQuery(since=2026-01-01, until=2026-12-31, limit=1000)))`; (2) the summary followed by the
+`time.perf_counter`, `--repeat` times each: (1) the yearly summary, `summarize(conn, auditor,
+actor, AuditQuery(since=2026-01-01, until=2026-12-31))`; (2) the summary followed by the
 ledger's full verification, as `gongkai audit summary` runs them; (3) a full CSV export (header
-and `csv_rows` in batches of 500, as `gongkai audit --format csv`, every row, to a temp file);
+and `csv_rows` of each of `Auditor.batches`, as `gongkai audit --format csv` and the API write
+it, every row, to a temp file);
 (4) the ledger's full verification alone (`ledger_checks.full`). On SQLite (a temp file) and on
 PostgreSQL when reachable: a scratch database created next to the one `--database-url` names
 and dropped afterwards (that database itself is not touched). Prints a line per measurement,
@@ -55,8 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.audit_data import DEC31, JAN1, YEAR, build
 from dispatcher.items.audit_export import csv_header, csv_rows
+from dispatcher.items.audit_query import AuditQuery
 from dispatcher.items.audit_reports import summarize
-from dispatcher.items.timeliness import Auditor, AuditQuery
+from dispatcher.items.timeliness import Auditor
 from dispatcher.rules.calendar import WorkCalendar
 from dispatcher.rules.catalogue import load_catalogue
 from dispatcher.rules.permissions import Actor
@@ -70,7 +72,6 @@ URL_ENV = "GONGKAI_BENCH_AUDIT_URL"  # the measuring process's database (not on 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 AUDITOR = Actor("", Role.AUDITOR, "bench")
 TARGETS = {"summary": 2.0, "csv": 5.0}
-CSV_BATCH = 500  # rows per `csv_rows` call, as the CLI does
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ YEARLY = AuditQuery(since=JAN1, until=DEC31, limit=1000)
 
 async def run_summary(db: Database, auditor: Auditor) -> int:
     async with db.connect() as conn:
-        body = await summarize(auditor.every(conn, AUDITOR, YEARLY, lean=True))
+        body = await summarize(conn, auditor, AUDITOR, YEARLY)
     return int(body["totals"]["total"])
 
 
@@ -136,14 +137,10 @@ async def run_csv(db: Database, auditor: Auditor, path: str) -> int:
     with open(path, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230 - as the CLI
         out.write(csv_header())
         async with db.connect() as conn:
-            batch: list[dict[str, Any]] = []
-            async for row in auditor.every(conn, AUDITOR, AuditQuery(limit=1000)):
-                batch.append(row)
-                if len(batch) == CSV_BATCH:
-                    out.write(csv_rows(batch))
-                    written, batch = written + len(batch), []
-            out.write(csv_rows(batch))
-    return written + len(batch)
+            async for batch in auditor.batches(conn, AUDITOR, AuditQuery(limit=1000)):
+                out.write(csv_rows(batch))
+                written += len(batch)
+    return written
 
 
 async def timed(
@@ -177,8 +174,7 @@ async def measure(url: str, today: date, repeat: int, profile: bool) -> dict[str
             }
             found["csv_bytes"] = Path(path).stat().st_size  # noqa: ASYNC240 - once, at the end
         async with db.connect() as conn:
-            found["totals"] = (await summarize(
-                _auditor(today).every(conn, AUDITOR, YEARLY, lean=True)))["totals"]  # fmt: skip
+            found["totals"] = (await summarize(conn, _auditor(today), AUDITOR, YEARLY))["totals"]
         if profile:
             found["profile"] = await profile_summary(db, today)
     finally:
@@ -190,12 +186,14 @@ async def measure(url: str, today: date, repeat: int, profile: bool) -> dict[str
 
 
 def _kind(statement: str) -> str:
-    if "FROM item_versions JOIN items" in statement:
-        return "versions page (_versions)"
+    if "WITH judged" in statement:
+        return "verdict counts (audit_counts)"
+    if "AS own_recorded" in statement:
+        return "versions page (audit_query)"
+    if "GROUP BY" in statement:
+        return "channel counts (audit_counts)"
     if "FROM deliveries" in statement:
-        return "deliveries (_live)"
-    if "FROM events" in statement:
-        return "ledger events (_recorded)"
+        return "later publications"
     return "other"
 
 

@@ -44,7 +44,8 @@ NOTICE = """\
 
 
 def beijing(at: datetime) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    """ "YYYY-MM-DD HH:MM:SS" in Beijing time (isoformat: several times faster than strftime)."""
+    return at.astimezone(SHANGHAI).isoformat(" ", "seconds")[:19]
 
 
 def environment(site: str, templates: Mapping[str, str]) -> jinja2.Environment:

@@ -21,7 +21,8 @@ from dispatcher.http.auth import authenticated
 from dispatcher.http.deps import DEPS
 from dispatcher.http.responses import json_response
 from dispatcher.items import audit_export, audit_reports
-from dispatcher.items.timeliness import Auditor, AuditQuery, parse_cursor, scope
+from dispatcher.items.audit_query import AuditQuery, parse_cursor
+from dispatcher.items.timeliness import Auditor, scope
 from dispatcher.rules.calendar import parse_date
 from dispatcher.rules.deadlines import today
 from dispatcher.rules.permissions import Actor
@@ -129,14 +130,9 @@ async def _csv(
     })  # fmt: skip
     await response.prepare(request)
     await response.write(audit_export.csv_header().encode("utf-8"))
-    batch: list[dict[str, Any]] = []
     async with request.app[DEPS].db.connect() as conn:
-        async for row in auditor.every(conn, who, query):
-            batch.append(row)
-            if len(batch) == 500:
-                await response.write(audit_export.csv_rows(batch).encode("utf-8"))
-                batch = []
-    await response.write(audit_export.csv_rows(batch).encode("utf-8"))
+        async for batch in auditor.batches(conn, who, query):
+            await response.write(audit_export.csv_rows(batch).encode("utf-8"))
     await response.write_eof()
     return response
 
@@ -144,11 +140,9 @@ async def _csv(
 @authenticated
 async def summary(request: web.Request, who: Actor) -> web.Response:
     query = audit_query(request)
-    if query.status is not None or query.cursor is not None:
-        raise InputError([("status", "the summary counts every verdict: no status or cursor")])
     auditor = _auditor(request)
     async with request.app[DEPS].db.connect() as conn:
-        body = await audit_reports.summarize(auditor.every(conn, who, query, lean=True))
+        body = await audit_reports.summarize(conn, auditor, who, query)
     body.update(as_of=auditor.today.isoformat(), ledger=await ledger_state(request))
     return json_response(body)
 
@@ -164,7 +158,7 @@ async def annual(request: web.Request, who: Actor) -> web.StreamResponse:
     query = AuditQuery(since=date(year, 1, 1), until=date(year, 12, 31), agency=agency)
     deps = request.app[DEPS]
     async with deps.db.connect() as conn:
-        figures = await audit_reports.summarize(auditor.every(conn, who, query, lean=True))
+        figures = await audit_reports.summarize(conn, auditor, who, query)
         body = await audit_reports.annual(
             conn, agency, year, deps.rules.catalogue, figures["totals"]
         )

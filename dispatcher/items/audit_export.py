@@ -36,21 +36,35 @@ def beijing(value: str | None) -> str:
     return standins.beijing(datetime.fromisoformat(value)) if value else ""
 
 
+# Cells whose text comes from people (titles, names, reasons, legal bases): what a spreadsheet
+# would take for a formula is defused there; the others are codes, numbers and dates.
+FREE_TEXT = ("agency_name", "index_no", "title", "basis", "late_reason")
+KEYS = tuple(key for key, _ in COLUMNS)
+_FREE = tuple(KEYS.index(key) for key in FREE_TEXT)
+
+
+def cells(row: Mapping[str, Any]) -> list[str]:
+    """A row's cells as text, in `COLUMNS` order (a year's export makes 100,000 of these)."""
+    rule = row["rule"] or {}
+    channels = row["channels"]
+    taken, late_by, due_in = row["working_days_taken"], row["late_by"], row["due_in"]
+    return [
+        str(row["item_id"]), str(row["version"]), KIND_NAMES.get(row["kind"], row["kind"]),
+        row["agency"], row["agency_name"] or "", row["domain"], row["category"],
+        row["index_no"] or "", row["title"] or "", row["start"] or "", row["deadline"],
+        "是" if row["deadline_provisional"] else "", str(rule.get("basis") or ""),
+        beijing(row["published_at"]), "" if taken is None else str(taken),
+        VERDICT_NAMES.get(row["verdict"], row["verdict"]),
+        "" if late_by is None else str(late_by), "" if due_in is None else str(due_in),
+        row["late_reason"] or "",
+        "; ".join(f"{name} {beijing(at)}" for name, at in channels.items()) if channels else "",
+        _publicity(row["publicity"]), LEDGER_NAMES.get(row["ledger"], str(row["ledger"])),
+    ]  # fmt: skip
+
+
 def shown(row: Mapping[str, Any]) -> dict[str, str]:
-    """A row's cells as text."""
-    rule = row.get("rule") or {}
-    cells = {
-        **{key: "" if row.get(key) is None else str(row[key]) for key, _ in COLUMNS if key in row},
-        "kind": KIND_NAMES.get(row["kind"], row["kind"]),
-        "deadline_provisional": "是" if row["deadline_provisional"] else "",
-        "basis": str(rule.get("basis", "")),
-        "published_at": beijing(row["published_at"]),
-        "verdict": VERDICT_NAMES.get(row["verdict"], row["verdict"]),
-        "ledger": LEDGER_NAMES.get(row["ledger"], str(row["ledger"])),
-        "channels": "; ".join(f"{name} {beijing(at)}" for name, at in row["channels"].items()),
-        "publicity": _publicity(row.get("publicity")),
-    }
-    return cells
+    """A row's cells as text, by column key."""
+    return dict(zip(KEYS, cells(row), strict=True))
 
 
 def _publicity(found: Mapping[str, Any] | None) -> str:
@@ -58,10 +72,6 @@ def _publicity(found: Mapping[str, Any] | None) -> str:
         return ""
     verdict = "满足" if found["ok"] else f"不足（最早应至 {found['shortest_end']}）"
     return f"{found['start']} 至 {found['end']}，{verdict}"
-
-
-def _defused(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def csv_header() -> str:
@@ -72,10 +82,14 @@ def csv_header() -> str:
 
 def csv_rows(rows: Iterable[Mapping[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    lines = []
     for row in rows:
-        cells = shown(row)
-        writer.writerow(_defused(cells.get(key, "")) for key, _ in COLUMNS)
+        line = cells(row)
+        for i in _FREE:
+            if line[i].startswith(_FORMULA):
+                line[i] = "'" + line[i]
+        lines.append(line)
+    csv.writer(out).writerows(lines)
     return out.getvalue()
 
 

@@ -10,7 +10,7 @@ confirmed time with the version's deadline (only the website's is the legal one)
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels import FIRST_PLATFORM
 from channels.base import SHANGHAI
+from dispatcher.errors import InputError
+from dispatcher.items import audit_counts
+from dispatcher.items.audit_query import AuditQuery
+from dispatcher.items.timeliness import Auditor, scope
 from dispatcher.rules.catalogue import Catalogue
+from dispatcher.rules.permissions import Actor
 from dispatcher.rules.states import Action, DeliveryStatus, VersionKind
 from dispatcher.rules.verdicts import VERDICTS
 from dispatcher.storage.models import deliveries, item_versions, items
@@ -39,8 +44,8 @@ class _Tally:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
 
-    def add(self, verdict: str) -> None:
-        self.counts[verdict] += 1
+    def add(self, verdict: str, n: int = 1) -> None:
+        self.counts[verdict] += n
 
     def to_json(self) -> dict[str, Any]:
         judged = sum(self.counts[v] for v in JUDGED)
@@ -49,39 +54,67 @@ class _Tally:
                 "on_time_rate": rate}  # fmt: skip
 
 
-async def summarize(rows: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+class _Summary:
+    def __init__(self) -> None:
+        self.total = _Tally()
+        self.by: dict[str, defaultdict[str, _Tally]] = {
+            key: defaultdict(_Tally) for key in ("agency", "domain", "category", "channel")
+        }
+        self.names: dict[str, str] = {}
+        self.taken: Counter[str] = Counter()
+
+    def add(self, group: audit_counts.Group) -> None:
+        verdict, n = group.verdict, group.versions
+        self.total.add(verdict, n)
+        self.by["agency"][group.agency].add(verdict, n)
+        self.names[group.agency] = group.agency_name
+        self.by["domain"][group.domain].add(verdict, n)
+        self.by["category"][f"{group.domain}/{group.category}"].add(verdict, n)
+        if group.live:
+            self.by["channel"][FIRST_PLATFORM].add(verdict, group.live)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"totals": self.total.to_json()}
+        for key, tallies in self.by.items():
+            out[f"by_{key}"] = [
+                {key: name, **({"name": self.names[name]} if key == "agency" else {}),
+                 **t.to_json()}
+                for name, t in sorted(tallies.items())
+            ]  # fmt: skip
+        out["working_days_taken"] = [{"days": label, "versions": self.taken[label]}
+                                     for _, _, label in BANDS]  # fmt: skip
+        return out
+
+
+async def summarize(
+    conn: AsyncConnection, auditor: Auditor, actor: Actor, query: AuditQuery
+) -> dict[str, Any]:
     """Totals, on-time rates by agency, domain, category and channel, and working days taken,
-    over `Auditor.every(..., lean=True)` rows."""
-    total = _Tally()
-    by: dict[str, defaultdict[str, _Tally]] = {
-        key: defaultdict(_Tally) for key in ("agency", "domain", "category", "channel")
-    }
-    names: dict[str, str] = {}
-    taken: Counter[str] = Counter()
-    async for row in rows:
-        verdict = row["verdict"]
-        total.add(verdict)
-        by["agency"][row["agency"]].add(verdict)
-        names[row["agency"]] = row["agency_name"]
-        by["domain"][row["domain"]].add(verdict)
-        by["category"][f"{row['domain']}/{row['category']}"].add(verdict)
-        if row["published_at"] is not None:
-            by["channel"][FIRST_PLATFORM].add(verdict)
-        end = row["deadline_end"]
-        for channel, at in row["channels"].items():
-            if at is not None:
-                by["channel"][channel].add("on_time" if at < end else "late")
+    over every version `auditor.every` would judge for `query` (its verdict filters aside):
+    originals and revisions counted by the database (`audit_counts`), penalty withdrawals
+    judged one by one."""
+    query.check()
+    if query.status is not None or query.within is not None or query.cursor is not None:
+        raise InputError(
+            [("status", "the summary counts every verdict: no status, within or cursor")]
+        )
+    agency = scope(actor, query.agency)
+    summary = _Summary()
+    counts = await audit_counts.count(conn, query, agency, auditor.today, auditor.index)
+    for group in counts.groups:
+        summary.add(group)
+    for days, n in counts.taken.items():
+        summary.taken[_band(days)] += n
+    for (channel, on_time), n in counts.channels.items():
+        summary.by["channel"][channel].add("on_time" if on_time else "late", n)
+    async for row in auditor.every(conn, actor, query, withdrawals=True):
+        summary.add(audit_counts.Group(
+            row["agency"], row["agency_name"], row["domain"], row["category"], row["verdict"],
+            1, int(row["published_at"] is not None),
+        ))  # fmt: skip
         if row["working_days_taken"] is not None:
-            taken[_band(row["working_days_taken"])] += 1
-    out: dict[str, Any] = {"totals": total.to_json()}
-    for key, tallies in by.items():
-        out[f"by_{key}"] = [
-            {key: name, **({"name": names[name]} if key == "agency" else {}), **t.to_json()}
-            for name, t in sorted(tallies.items())
-        ]
-    out["working_days_taken"] = [{"days": label, "versions": taken[label]}
-                                 for _, _, label in BANDS]  # fmt: skip
-    return out
+            summary.taken[_band(row["working_days_taken"])] += 1
+    return summary.to_json()
 
 
 async def annual(

@@ -14,7 +14,8 @@ from typing import Any
 
 from dispatcher.errors import InputError
 from dispatcher.items import audit_export, audit_reports
-from dispatcher.items.timeliness import Auditor, AuditQuery
+from dispatcher.items.audit_query import AuditQuery
+from dispatcher.items.timeliness import Auditor
 from dispatcher.ops.commands import database
 from dispatcher.ops.progress import progress
 from dispatcher.rules.calendar import parse_date
@@ -28,7 +29,6 @@ from dispatcher.storage import ledger, ledger_checks
 from dispatcher.storage.db import Database
 
 CLI_AUDITOR = Actor("", Role.AUDITOR, "cli")
-_BATCH = 500
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,11 +75,19 @@ async def _ledger(db: Database) -> dict[str, Any]:
             return (await ledger_checks.full(conn, on_progress=bar.advance)).to_json()
 
 
-async def _counted(rows: AsyncIterator[dict[str, Any]], what: str) -> AsyncIterator[dict[str, Any]]:
-    """`rows`, with progress on a terminal (their number is not known beforehand)."""
+async def _counted(
+    batches: AsyncIterator[list[dict[str, Any]]], what: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """`batches` of rows, with progress on a terminal (their number is not known beforehand)."""
     with progress(None, what, unit="versions") as bar:
-        async for row in rows:
-            bar.advance(1)
+        async for batch in batches:
+            bar.advance(len(batch))
+            yield batch
+
+
+async def _flat(batches: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    async for batch in batches:
+        for row in batch:
             yield row
 
 
@@ -95,15 +103,15 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     _, auditor = _auditor(settings)
     async with database(settings) as db:
         async with db.connect() as conn:
-            rows = _counted(auditor.every(conn, CLI_AUDITOR, query), "audit")
+            batches = _counted(auditor.batches(conn, CLI_AUDITOR, query), "audit")
             if args.format == "csv":
                 sys.stdout.write(audit_export.csv_header())
-                async for batch in _batches(rows):
+                async for batch in batches:
                     sys.stdout.write(audit_export.csv_rows(batch))
             elif args.format == "json":
-                await _json_rows(rows, auditor)
+                await _json_rows(_flat(batches), auditor)
             else:
-                print(audit_export.table([row async for row in rows]))
+                print(audit_export.table([row async for row in _flat(batches)]))
         state = await _ledger(db)
         if args.format == "json":
             print(f',"ledger":{json.dumps(state, ensure_ascii=False)}}}')
@@ -112,17 +120,6 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(_ledger_line(state), file=sys.stderr)
     return 0
-
-
-async def _batches(rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    async for row in rows:
-        batch.append(row)
-        if len(batch) == _BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 async def _json_rows(rows: AsyncIterator[dict[str, Any]], auditor: Auditor) -> None:
@@ -141,8 +138,7 @@ async def cmd_audit_summary(args: argparse.Namespace, settings: Settings) -> int
     _, auditor = _auditor(settings)
     async with database(settings) as db:
         async with db.connect() as conn:
-            rows = _counted(auditor.every(conn, CLI_AUDITOR, query, lean=True), "audit summary")
-            body = await audit_reports.summarize(rows)
+            body = await audit_reports.summarize(conn, auditor, CLI_AUDITOR, query)
         body.update(as_of=auditor.today.isoformat(), ledger=await _ledger(db))
     print(json.dumps(body, ensure_ascii=False, indent=2))
     return 0
@@ -156,8 +152,7 @@ async def cmd_audit_annual(args: argparse.Namespace, settings: Settings) -> int:
                        agency=args.agency, limit=1000)  # fmt: skip
     async with database(settings) as db:
         async with db.connect() as conn:
-            rows = _counted(auditor.every(conn, CLI_AUDITOR, query, lean=True), "audit annual")
-            figures = await audit_reports.summarize(rows)
+            figures = await audit_reports.summarize(conn, auditor, CLI_AUDITOR, query)
             body = await audit_reports.annual(
                 conn, args.agency, args.year, rules.catalogue, figures["totals"]
             )

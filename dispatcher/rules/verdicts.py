@@ -21,9 +21,8 @@ by when the website took the item down, from the withdrawal's change date.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.base import SHANGHAI
 from dispatcher.rules.calendar import WorkCalendar
@@ -79,8 +78,7 @@ def workday_index(calendar: WorkCalendar) -> WorkdayIndex:
     return WorkdayIndex(calendar)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: made once per row of a year's audit
     verdict: str
     late_by: int | None = None  # working days (late or overdue)
     due_in: int | None = None  # working days (due)
