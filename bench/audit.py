@@ -17,7 +17,7 @@ Then, in a fresh process (so that its peak RSS is the measurement's own), times 
 `time.perf_counter`, `--repeat` times each: (1) the yearly summary, `summarize(conn, auditor,
 actor, AuditQuery(since=2026-01-01, until=2026-12-31))`; (2) the summary followed by the
 ledger's full verification, as `gongkai audit summary` runs them; (3) a full CSV export (header
-and `csv_rows` of each of `Auditor.batches`, as `gongkai audit --format csv` and the API write
+and `csv_rows` of each of `Auditor.judged`, as `gongkai audit --format csv` and the API write
 it, every row, to a temp file);
 (4) the ledger's full verification alone (`ledger_checks.full`). On SQLite (a temp file) and on
 PostgreSQL when reachable: a scratch database created next to the one `--database-url` names
@@ -137,7 +137,7 @@ async def run_csv(db: Database, auditor: Auditor, path: str) -> int:
     with open(path, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230 - as the CLI
         out.write(csv_header())
         async with db.connect() as conn:
-            async for batch in auditor.batches(conn, AUDITOR, AuditQuery(limit=1000)):
+            async for batch in auditor.judged(conn, AUDITOR, AuditQuery(limit=1000)):
                 out.write(csv_rows(batch))
                 written += len(batch)
     return written

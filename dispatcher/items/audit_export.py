@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from channels import standins
+from dispatcher.items.audit_query import channel_beijing
+from dispatcher.items.timeliness import Judged
 
 BOM = "\ufeff"
 VERDICT_NAMES = {"on_time": "按时", "late": "逾期发布", "due": "待发布", "overdue": "逾期未发布",
@@ -43,28 +45,30 @@ KEYS = tuple(key for key, _ in COLUMNS)
 _FREE = tuple(KEYS.index(key) for key in FREE_TEXT)
 
 
-def cells(row: Mapping[str, Any]) -> list[str]:
-    """A row's cells as text, in `COLUMNS` order (a year's export makes 100,000 of these)."""
-    rule = row["rule"] or {}
-    channels = row["channels"]
-    taken, late_by, due_in = row["working_days_taken"], row["late_by"], row["due_in"]
+def cells(j: Judged) -> list[str]:
+    """A judged version's cells as text, in `COLUMNS` order, times in Beijing time (a year's
+    export makes 100,000 of these)."""
+    r, verdict, delivery = j.row, j.verdict, j.delivery
+    rule = j.rule if isinstance(j.rule, dict) else {}
+    taken, late_by, due_in = verdict.taken, verdict.late_by, verdict.due_in
     return [
-        str(row["item_id"]), str(row["version"]), KIND_NAMES.get(row["kind"], row["kind"]),
-        row["agency"], row["agency_name"] or "", row["domain"], row["category"],
-        row["index_no"] or "", row["title"] or "", row["start"] or "", row["deadline"],
-        "是" if row["deadline_provisional"] else "", str(rule.get("basis") or ""),
-        beijing(row["published_at"]), "" if taken is None else str(taken),
-        VERDICT_NAMES.get(row["verdict"], row["verdict"]),
+        str(r.item_id), str(r.version), KIND_NAMES.get(r.kind, r.kind), r.agency_code,
+        r.agency_name or "", r.domain, r.category, r.index_no or "", r.title or "",
+        j.start.isoformat() if j.start is not None else "", j.deadline.isoformat(),
+        "是" if j.provisional else "", str(rule.get("basis") or ""),
+        standins.beijing(delivery.confirmed_at) if delivery is not None else "",
+        "" if taken is None else str(taken),
+        VERDICT_NAMES.get(verdict.verdict, verdict.verdict),
         "" if late_by is None else str(late_by), "" if due_in is None else str(due_in),
-        row["late_reason"] or "",
-        "; ".join(f"{name} {beijing(at)}" for name, at in channels.items()) if channels else "",
-        _publicity(row["publicity"]), LEDGER_NAMES.get(row["ledger"], str(row["ledger"])),
+        r.late_reason or "",
+        channel_beijing(r.channels),
+        _publicity(j.publicity), LEDGER_NAMES.get(j.ledger, str(j.ledger)),
     ]  # fmt: skip
 
 
-def shown(row: Mapping[str, Any]) -> dict[str, str]:
-    """A row's cells as text, by column key."""
-    return dict(zip(KEYS, cells(row), strict=True))
+def shown(j: Judged) -> dict[str, str]:
+    """A judged version's cells as text, by column key."""
+    return dict(zip(KEYS, cells(j), strict=True))
 
 
 def _publicity(found: Mapping[str, Any] | None) -> str:
@@ -80,7 +84,7 @@ def csv_header() -> str:
     return BOM + out.getvalue()
 
 
-def csv_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+def csv_rows(rows: Iterable[Judged]) -> str:
     out = io.StringIO()
     lines = []
     for row in rows:
@@ -93,7 +97,7 @@ def csv_rows(rows: Iterable[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
-def table(rows: Iterable[Mapping[str, Any]]) -> str:
+def table(rows: Iterable[Judged]) -> str:
     """A plain-text table of the main columns, one line per row."""
     headers = dict(COLUMNS)
     lines = [[headers[key] for key in TABLE_COLUMNS]]

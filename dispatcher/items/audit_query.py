@@ -21,7 +21,7 @@ from dispatcher.errors import InputError
 from dispatcher.rules.states import Action, DeliveryStatus, VersionKind
 from dispatcher.rules.verdicts import FILTERABLE
 from dispatcher.storage.models import agencies, deliveries, events, item_versions, items
-from dispatcher.storage.sql_time import json_string, utc_iso, utc_text
+from dispatcher.storage.sql_time import beijing_text, json_string, utc_iso, utc_text
 
 MAX_PAGE = 1000
 SCAN = 1000  # versions read per round while filling a page
@@ -224,6 +224,15 @@ def channel_times(text: str | None) -> dict[str, str]:
         channel, _, at = part.partition(" ")
         found[channel] = utc_iso(at)
     return dict(sorted(found.items()))
+
+
+def channel_beijing(text: str | None) -> str:
+    """The gathered `channels` text as "channel YYYY-MM-DD HH:MM:SS; …" in Beijing time, by
+    channel name (the CSV's column)."""
+    if not text:
+        return ""
+    pairs = sorted(part.partition(" ") for part in text.split(_SEP))
+    return "; ".join(f"{channel} {beijing_text(at)}" for channel, _, at in pairs)
 
 
 class Website(NamedTuple):

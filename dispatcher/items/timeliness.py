@@ -17,7 +17,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,6 +41,7 @@ from dispatcher.rules.limits import shortest_end
 from dispatcher.rules.permissions import Actor, require
 from dispatcher.rules.states import Action, DeliveryStatus, Role, VersionKind
 from dispatcher.rules.verdicts import (
+    Verdict,
     WorkdayIndex,
     clock_start,
     judge,
@@ -62,6 +63,39 @@ def scope(actor: Actor, agency: str | None) -> str | None:
     if agency is not None and agency != actor.agency_code:
         raise PermissionDenied("an editor or approver audits their own agency only")
     return actor.agency_code
+
+
+class Judged(NamedTuple):
+    """A version judged, in Python values: `to_json` makes the API's row of it,
+    `audit_export.cells` the CSV's and the table's."""
+
+    row: VersionRow
+    start: date | None  # the day the clock started (None: a lead time)
+    deadline: date
+    provisional: bool
+    rule: Any  # the stored rule (JSON), shared between rows: read only
+    delivery: Website | None  # the website publication judged
+    verdict: Verdict
+    ledger: str | None  # "ok", "mismatch", "missing"; None when not published
+    publicity: dict[str, Any] | None
+
+
+def to_json(j: Judged) -> dict[str, Any]:
+    """The API's row of a judged version (times in ISO 8601, UTC)."""
+    r, delivery, verdict = j.row, j.delivery, j.verdict
+    return {
+        "item_id": r.item_id, "version": r.version, "kind": r.kind, "status": r.status,
+        "agency": r.agency_code, "agency_name": r.agency_name, "domain": r.domain,
+        "category": r.category, "index_no": r.index_no, "title": r.title,
+        "decision": r.decision, "start": _iso(j.start), "deadline": j.deadline.isoformat(),
+        "deadline_provisional": j.provisional, "rule": j.rule,
+        "published_at": _iso(delivery.confirmed_at) if delivery is not None else None,
+        "published_version": delivery.version if delivery is not None else None,
+        "channels": channel_times(r.channels),
+        "working_days_taken": verdict.taken, "verdict": verdict.verdict,
+        "late_by": verdict.late_by, "due_in": verdict.due_in, "late_reason": r.late_reason,
+        "ledger": j.ledger, "publicity": j.publicity,
+    }  # fmt: skip
 
 
 class Auditor:
@@ -105,10 +139,18 @@ class Auditor:
     async def batches(
         self, conn: AsyncConnection, actor: Actor, query: AuditQuery, *, withdrawals: bool = False
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """The rows of the query, a page of versions at a time (CSV exports write them so).
-        From the second page on, the database reads the next page while this one is judged (a
-        consumer that wanted one page has stopped by then); no read is pending when a page is
-        handed out, so the consumer may use the connection, or stop, at any time."""
+        """The rows of the query as JSON objects, a page of versions at a time."""
+        async for batch in self.judged(conn, actor, query, withdrawals=withdrawals):
+            yield [to_json(j) for j in batch]
+
+    async def judged(
+        self, conn: AsyncConnection, actor: Actor, query: AuditQuery, *, withdrawals: bool = False
+    ) -> AsyncIterator[list[Judged]]:
+        """The versions of the query judged, a page at a time (CSV exports write them so, with
+        `audit_export.csv_rows`). From the second page on, the database reads the next page
+        while this one is judged (a consumer that wanted one page has stopped by then); no read
+        is pending when a page is handed out, so the consumer may use the connection, or stop,
+        at any time."""
         query.check()
         agency = scope(actor, query.agency)
 
@@ -124,10 +166,10 @@ class Auditor:
             last = (batch[-1].item_id, batch[-1].version) if batch else None
             reading = asyncio.ensure_future(read(last)) if full and ahead else None
             try:
-                rows = await self._judged(batch, later, reading is not None)
+                judged = await self._judged(batch, later, reading is not None)
             finally:
                 prefetched = await reading if reading is not None else None
-            yield [row for row in rows if _wanted(row, query)]
+            yield [j for j in judged if _wanted(j, query)]
             if not full:
                 return
             batch = prefetched if prefetched is not None else await read(last)
@@ -146,16 +188,16 @@ class Auditor:
 
     async def _judged(
         self, batch: Sequence[VersionRow], later: dict[tuple[int, int], Website], reading: bool
-    ) -> list[dict[str, Any]]:
-        """The rows of `batch`; while the next page is `reading`, a turn of the event loop every
-        `_TURN` rows lets its driver go on."""
+    ) -> list[Judged]:
+        """`batch` judged; while the next page is `reading`, a turn of the event loop every
+        `_TURN` versions lets its driver go on."""
         if not reading:
-            return [self._row(r, later) for r in batch]
-        rows: list[dict[str, Any]] = []
+            return [self._judge(r, later) for r in batch]
+        judged: list[Judged] = []
         for i in range(0, len(batch), _TURN):
-            rows.extend(self._row(r, later) for r in batch[i : i + _TURN])
+            judged.extend(self._judge(r, later) for r in batch[i : i + _TURN])
             await asyncio.sleep(0)
-        return rows
+        return judged
 
     def _rule(self, text: str | None) -> Any:
         if text is None:
@@ -167,7 +209,7 @@ class Auditor:
             rule = self._rules[text] = json.loads(text)
         return rule
 
-    def _row(self, r: VersionRow, later: dict[tuple[int, int], Website]) -> dict[str, Any]:
+    def _judge(self, r: VersionRow, later: dict[tuple[int, int], Website]) -> Judged:
         stored_rule = self._rule(r.rule_text)
         own = own_website(r)
         start: date | None
@@ -185,20 +227,8 @@ class Auditor:
         live_at = delivery.confirmed_at if delivery is not None else None
         withdrawn_first = r.item_status == "withdrawn" and r.kind != VersionKind.WITHDRAWAL
         verdict = judge(self.index, deadline, live_at, self.today, start, withdrawn_first)
-        return {
-            "item_id": r.item_id, "version": r.version, "kind": r.kind, "status": r.status,
-            "agency": r.agency_code, "agency_name": r.agency_name, "domain": r.domain,
-            "category": r.category, "index_no": r.index_no, "title": r.title,
-            "decision": r.decision, "start": _iso(start), "deadline": deadline.isoformat(),
-            "deadline_provisional": provisional, "rule": rule,
-            "published_at": _iso(live_at),
-            "published_version": delivery.version if delivery is not None else None,
-            "channels": channel_times(r.channels),
-            "working_days_taken": verdict.taken, "verdict": verdict.verdict,
-            "late_by": verdict.late_by, "due_in": verdict.due_in, "late_reason": r.late_reason,
-            "ledger": ledger_state(delivery),
-            "publicity": self._publicity(r),
-        }  # fmt: skip
+        return Judged(r, start, deadline, provisional, rule, delivery, verdict,
+                      ledger_state(delivery), self._publicity(r))  # fmt: skip
 
     def _publicity(self, r: Any) -> dict[str, Any] | None:
         """The publicity period (公示期) against the category's minimum, where it has one (only
@@ -235,11 +265,12 @@ def _first_later(
     return min((d for d in found if d is not None), key=lambda d: d.confirmed_at, default=None)
 
 
-def _wanted(row: dict[str, Any], query: AuditQuery) -> bool:
-    if query.status is not None and row["verdict"] != query.status:
+def _wanted(j: Judged, query: AuditQuery) -> bool:
+    verdict = j.verdict
+    if query.status is not None and verdict.verdict != query.status:
         return False
-    return not (query.within is not None and row["due_in"] is not None
-                and row["due_in"] > query.within)  # fmt: skip
+    return not (query.within is not None and verdict.due_in is not None
+                and verdict.due_in > query.within)  # fmt: skip
 
 
 def _iso(value: date | datetime | None) -> str | None:

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from dispatcher.errors import InputError
 from dispatcher.items import audit_export, audit_reports
@@ -29,6 +29,7 @@ from dispatcher.storage import ledger, ledger_checks
 from dispatcher.storage.db import Database
 
 CLI_AUDITOR = Actor("", Role.AUDITOR, "cli")
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,9 +76,7 @@ async def _ledger(db: Database) -> dict[str, Any]:
             return (await ledger_checks.full(conn, on_progress=bar.advance)).to_json()
 
 
-async def _counted(
-    batches: AsyncIterator[list[dict[str, Any]]], what: str
-) -> AsyncIterator[list[dict[str, Any]]]:
+async def _counted(batches: AsyncIterator[list[T]], what: str) -> AsyncIterator[list[T]]:
     """`batches` of rows, with progress on a terminal (their number is not known beforehand)."""
     with progress(None, what, unit="versions") as bar:
         async for batch in batches:
@@ -85,7 +84,7 @@ async def _counted(
             yield batch
 
 
-async def _flat(batches: AsyncIterator[list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+async def _flat(batches: AsyncIterator[list[T]]) -> AsyncIterator[T]:
     async for batch in batches:
         for row in batch:
             yield row
@@ -103,15 +102,16 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     _, auditor = _auditor(settings)
     async with database(settings) as db:
         async with db.connect() as conn:
-            batches = _counted(auditor.batches(conn, CLI_AUDITOR, query), "audit")
+            judged = _counted(auditor.judged(conn, CLI_AUDITOR, query), "audit")
             if args.format == "csv":
                 sys.stdout.write(audit_export.csv_header())
-                async for batch in batches:
+                async for batch in judged:
                     sys.stdout.write(audit_export.csv_rows(batch))
             elif args.format == "json":
-                await _json_rows(_flat(batches), auditor)
+                rows = _counted(auditor.batches(conn, CLI_AUDITOR, query), "audit")
+                await _json_rows(_flat(rows), auditor)
             else:
-                print(audit_export.table([row async for row in _flat(batches)]))
+                print(audit_export.table([j async for j in _flat(judged)]))
         state = await _ledger(db)
         if args.format == "json":
             print(f',"ledger":{json.dumps(state, ensure_ascii=False)}}}')

@@ -11,6 +11,7 @@ China keeps one offset all year (UTC+8, no summer time since 1991), so on SQLite
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +64,14 @@ def _sqlite_text(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
 def _postgresql_text(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
     return (f"to_char(({_arg(element, compiler, **kw)}) AT TIME ZONE 'UTC', "
             "'YYYY-MM-DD HH24:MI:SS.US')")  # fmt: skip
+
+
+_BEIJING = timedelta(hours=8)
+
+
+def beijing_text(text: str) -> str:
+    """A `utc_text` value as "YYYY-MM-DD HH:MM:SS" in Beijing time (UTC+8 all year)."""
+    return (datetime.fromisoformat(text[:19]) + _BEIJING).isoformat(" ")
 
 
 def utc_iso(text: str) -> str:
