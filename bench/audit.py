@@ -136,7 +136,7 @@ async def run_csv(db: Database, auditor: Auditor, path: str) -> int:
     written = 0
     with open(path, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230 - as the CLI
         out.write(csv_header())
-        async with db.connect() as conn:
+        async with db.connect_paged() as conn:
             async for batch in auditor.judged(conn, AUDITOR, AuditQuery(limit=1000)):
                 out.write(csv_rows(batch))
                 written += len(batch)

@@ -130,7 +130,7 @@ async def _csv(
     })  # fmt: skip
     await response.prepare(request)
     await response.write(audit_export.csv_header().encode("utf-8"))
-    async with request.app[DEPS].db.connect() as conn:
+    async with request.app[DEPS].db.connect_paged() as conn:
         async for batch in auditor.judged(conn, who, query):
             await response.write(audit_export.csv_rows(batch).encode("utf-8"))
     await response.write_eof()

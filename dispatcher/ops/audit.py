@@ -101,7 +101,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     query = _query(args)
     _, auditor = _auditor(settings)
     async with database(settings) as db:
-        async with db.connect() as conn:
+        async with db.connect_paged() as conn:
             judged = _counted(auditor.judged(conn, CLI_AUDITOR, query), "audit")
             if args.format == "csv":
                 sys.stdout.write(audit_export.csv_header())

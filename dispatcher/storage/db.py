@@ -103,6 +103,13 @@ class Database:
         """A connection for reading (on SQLite, never the writer's)."""
         return self.engine.connect()
 
+    def connect_paged(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for a long read made a short page at a time, with work between the
+        pages (the audit's exports): on SQLite its statements run on the event loop's thread,
+        as a writer's do, so a page costs no hand-offs to aiosqlite's thread and back; it never
+        takes the write lock (it reads in a deferred transaction). PostgreSQL: `connect`."""
+        return self._writer.connect()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed on leaving, rolled back on an exception.
