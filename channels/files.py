@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
                 file.flush()
                 os.fsync(file.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the static server must read it
+        stamp = _next_mtime(path)
+        os.utime(tmp, ns=(stamp, stamp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -84,6 +87,19 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+def _next_mtime(path: Path) -> int:
+    """A whole second (in ns), later than the file's current one: nginx's ETag and both servers'
+    Last-Modified count whole seconds (aiohttp rounds up, nginx down: on a whole second they
+    agree), so a page rewritten within the second it was written still gets new validators.
+    In a burst of rewrites the time runs ahead by a second per rewrite, then time catches up."""
+    now = int(time.time())
+    try:
+        before = int(path.stat().st_mtime)
+    except FileNotFoundError:
+        before = now - 1
+    return max(now, before + 1) * 1_000_000_000
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -26,7 +26,9 @@ LIST_KINDS = ("domains", "agencies", "regions")  # the lists every item appears 
 KINDS = (*LIST_KINDS, "projects")
 FEED_KINDS = LIST_KINDS
 FEED_FORMATS = ("atom", "rss")
-_DOMAIN_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+DOMAIN_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+_DOMAIN_KEY = re.compile(DOMAIN_KEY_PATTERN)
+DIGEST_HEX = 20  # hex digits of a code's SHA-256 in its file name
 
 
 def stem(kind: str, code: str) -> str:
@@ -39,7 +41,7 @@ def stem(kind: str, code: str) -> str:
         if not _DOMAIN_KEY.match(code):
             raise ValueError(f"not a domain key: {code!r}")
         return code
-    return "k" + hashlib.sha256(code.encode("utf-8")).hexdigest()[:20]
+    return "k" + hashlib.sha256(code.encode("utf-8")).hexdigest()[:DIGEST_HEX]
 
 
 def list_dir(kind: str, code: str) -> str:

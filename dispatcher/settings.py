@@ -43,8 +43,13 @@ class ServerSettings(_Section):
     # open (a machine of one's own). GONGKAI_METRICS_NETWORKS=127.0.0.1/32,10.0.0.0/8
     metrics_token: str = Field(default="", repr=False)
     metrics_networks: tuple[str, ...] = ()
+    # Reverse proxies (nginx in front) whose X-Forwarded-For names the client: a request from
+    # one of these networks is judged by the last address it forwarded that is not itself a
+    # proxy (for /metrics' networks). None by default: the peer is the client.
+    # GONGKAI_TRUSTED_PROXIES=127.0.0.1/32,172.16.0.0/12
+    trusted_proxies: tuple[str, ...] = ()
 
-    @field_validator("metrics_networks", mode="before")
+    @field_validator("metrics_networks", "trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
         parts = value.split(",") if isinstance(value, str) else value
@@ -229,6 +234,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_MAX_BODY_BYTES": ("server", "max_body_bytes"),
     "GONGKAI_METRICS_TOKEN": ("server", "metrics_token"),
     "GONGKAI_METRICS_NETWORKS": ("server", "metrics_networks"),
+    "GONGKAI_TRUSTED_PROXIES": ("server", "trusted_proxies"),
     "DATABASE_URL": ("storage", "database_url"),
     "REDIS_URL": ("storage", "redis_url"),
     "GONGKAI_DATA_DIR": ("storage", "data_dir"),

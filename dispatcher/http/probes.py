@@ -24,6 +24,7 @@ from channels.files import broken_states
 from dispatcher.dispatch import queue
 from dispatcher.errors import PermissionDenied
 from dispatcher.http.deps import DEPS
+from dispatcher.http.forwarded import client_address
 from dispatcher.http.responses import json_response
 from dispatcher.items import timeliness
 from dispatcher.rules.deadlines import today
@@ -136,9 +137,8 @@ def _may_scrape(request: web.Request) -> bool:
         given = request.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), f"Bearer {server.metrics_token}".encode()):
             return True
-    try:
-        remote = ipaddress.ip_address(request.remote or "")
-    except ValueError:
+    remote = client_address(request, server.trusted_proxies)
+    if remote is None:
         return False
     return any(remote in ipaddress.ip_network(n) for n in server.metrics_networks)
 

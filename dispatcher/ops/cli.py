@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from dispatcher.errors import GongkaiError
-from dispatcher.ops import audit, commands, deadlines
+from dispatcher.ops import audit, commands, deadlines, nginx
 from dispatcher.rules.permissions import ROLES
 from dispatcher.settings import Settings, load_settings
 
@@ -113,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "regenerate every page from the database",
         site,
         "site",
+    )
+    nginx.add_arguments(
+        add(
+            "nginx-conf",
+            nginx.cmd_nginx_conf,
+            "nginx in front: the site's files served by nginx, the rest passed to the app",
+            site,
+            "site",
+        )
     )
     feeds = add("feeds", _group_help, "the Atom and RSS feeds").add_subparsers(required=True)
     add(
