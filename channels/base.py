@@ -200,8 +200,8 @@ class ChannelContext:
     """What a channel factory may use: its settings section and shared I/O, all handed in.
 
     `settings` holds the site's keys (`base_url`, `title`, `hub_url`, `outline`: the catalogue's
-    outline) and the channel's own section. `steps` is given to channels that declare
-    `Capability.STEPS`.
+    outline, `footer`: the `[site]` keys of `site_footer.KEYS`) and the channel's own section.
+    `steps` is given to channels that declare `Capability.STEPS`.
     """
 
     name: str  # the enabled name, e.g. "media:xinhua"

@@ -6,6 +6,7 @@ catalogue and is checked against a strict pattern. URLs carry the code itself (p
 the web app maps each URL back to its file with these same functions, so the two never drift.
 
     /                              site/index.html
+    /sitemap.html                  site/sitemap.html                    (网站地图)
     /domains/bidding/              site/domains/bidding/index.html      (page-3.html: page 3)
     /agencies/{code}/              site/agencies/k<digest>/index.html
     /regions/{code}/               site/regions/k<digest>/index.html

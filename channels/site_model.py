@@ -33,6 +33,9 @@ ALL = "all"  # the site-wide list, shown on the home page
 # ("item", id), ("list", kind, code, n), ("index", kind, code) or ("project", code)
 Page = tuple[str, ...]
 HOME: Page = ("index", ALL, "")
+SITEMAP: Page = ("sitemap",)
+SITEMAP_FILE = "sitemap.html"
+DIRECTORY_KINDS = ("agencies", "regions")  # the lists the site map names one by one
 
 
 class StateStore:
@@ -194,13 +197,26 @@ class SiteModel:
         entries = list(self.store.get(f"{key}/page-{page}") or [])
         entries.append(entry)
         self.store.put(f"{key}/page-{page}", entries)
-        self.store.put(
-            f"{key}/meta", {**meta, "count": count, "name": list_name(kind, pub, self.site_title)}
-        )
+        name = list_name(kind, pub, self.site_title)
+        self.store.put(f"{key}/meta", {**meta, "count": count, "name": name})
+        if kind in DIRECTORY_KINDS and meta.get("name") != name:
+            self._name_in_directory(kind, code, name)
         self.dirty.update({("list", kind, code, str(page)), ("index", kind, code), HOME})
         if page > 1 and (count - 1) % self.page_size == 0:
             self.dirty.add(("list", kind, code, str(page - 1)))  # gains its link to the newer page
         return page
+
+    def _name_in_directory(self, kind: str, code: str, name: str) -> None:
+        """A new agency or region list (or its new name), for the site map."""
+        directory = self.directory()
+        directory[kind] = {**directory.get(kind, {}), code: name}
+        self.store.put("directory", directory)
+        self.dirty.add(SITEMAP)
+
+    def directory(self) -> dict[str, dict[str, str]]:
+        """kind -> {code: name} of every agency and region list."""
+        found: dict[str, dict[str, str]] = self.store.get("directory") or {}
+        return dict(found)
 
     def _replace(self, kind: str, code: str, page: int, entry: dict[str, Any]) -> None:
         key = f"{list_key(kind, code)}/page-{page}"

@@ -8,7 +8,7 @@ the path of the base URL, so the same files work behind any host name.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from channels import paths
 from channels.base import SHANGHAI, Publication
 from channels.files import write_atomic
 from channels.site_fields import field_tables, withheld_list
-from channels.site_model import ALL, Page, SiteModel, memberships
+from channels.site_footer import footer
+from channels.site_model import ALL, SITEMAP_FILE, Page, SiteModel, memberships
 
 VALIDITY = {"valid": "有效", "repealed": "废止", "expired": "失效"}
 HOME_ENTRIES = 20
@@ -90,13 +91,15 @@ class Renderer:
     site_title: str
     domains: Sequence[Mapping[str, Any]]  # the catalogue's domains: key, name, categories
     durable: bool = True
+    footer: Mapping[str, Any] = field(default_factory=lambda: footer({}))  # what pages carry
 
     @property
     def root(self) -> str:
         return paths.root_path(self.base_url)
 
     def write(self, relative: str, template: str, context: dict[str, Any]) -> None:
-        page = {"root": self.root, "site_title": self.site_title, **context}
+        page = {"root": self.root, "site_title": self.site_title, "footer": self.footer,
+                **context}  # fmt: skip
         data = self.env.get_template(template).render(page).encode("utf-8")
         path = self.site_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,8 @@ class Renderer:
                 self.index_page(model, page[1], page[2])
             elif page[0] == "project":
                 self.project_page(model, page[1])
+            elif page[0] == "sitemap":
+                self.sitemap_page(model)
 
     def item_page(self, pub: Publication, item: Mapping[str, Any]) -> None:
         entry = item["entry"]
@@ -239,3 +244,30 @@ class Renderer:
             else feed_links((ALL, "")),
         }
         self.write(f"{paths.list_dir('projects', code)}/index.html", "project.html", context)
+
+    def sitemap_page(self, model: SiteModel) -> None:
+        """网站地图: the columns (domains and their categories), every agency's and region's
+        list, the feeds, and search."""
+        directory = model.directory()
+        domains = [
+            {"name": d["name"], "href": list_href("domains", d["key"]),
+             "categories": [c["name"] for c in d.get("categories", ())],
+             "atom": paths.feed_url("domains", d["key"], "atom")}
+            for d in self.domains
+        ]  # fmt: skip
+        lists = {
+            kind: [{"name": name, "href": list_href(kind, code),
+                    "atom": paths.feed_url(kind, code, "atom")}
+                   for code, name in sorted(directory.get(kind, {}).items(),
+                                            key=lambda pair: (pair[1], pair[0]))]
+            for kind in ("agencies", "regions")
+        }  # fmt: skip
+        context = {
+            "title": "网站地图",
+            "domains": domains,
+            "agencies": lists["agencies"],
+            "regions": lists["regions"],
+            "feeds": feed_links((ALL, ""), both=True),
+            "crumbs": [],
+        }
+        self.write(SITEMAP_FILE, "sitemap.html", context)

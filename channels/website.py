@@ -46,7 +46,7 @@ from typing import Any
 
 import jinja2
 
-from channels import paths
+from channels import paths, site_footer
 from channels.base import (
     SHANGHAI,
     ChannelContext,
@@ -59,11 +59,12 @@ from channels.base import (
 from channels.batching import Batcher
 from channels.files import DEFAULT_TITLE, locked, map_errors, site_base_url, write_atomic
 from channels.registry import Capability, ChannelSpec
-from channels.site_model import PAGE_SIZE, SiteModel, StateStore
+from channels.site_model import PAGE_SIZE, SITEMAP, SiteModel, StateStore
 from channels.site_pages import Renderer, release_date
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
-TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html")
+TEMPLATES = ("base.html", "home.html", "list.html", "item.html", "withdrawn.html", "project.html",
+             "sitemap.html")  # fmt: skip
 STYLESHEET = "static/site.css"
 GROUP_LIMIT = 256  # publications written together at most
 
@@ -81,6 +82,7 @@ class WebsiteChannel:
         site_title: str,
         domains: Sequence[Mapping[str, Any]] = (),
         page_size: int = PAGE_SIZE,
+        footer: Mapping[str, Any] | None = None,
     ) -> None:
         self.site_dir = data_dir / "site"
         self.state_dir = data_dir / "state" / "website"
@@ -90,6 +92,7 @@ class WebsiteChannel:
         self.site_title = site_title
         self.domains = domains
         self.page_size = page_size
+        self.footer = site_footer.footer(footer or {})  # what every page carries at its foot
         # Group commit: one write at a time; publications arriving meanwhile go in the next one,
         # which takes the site lock once and writes the pages they share once.
         self._groups: Batcher[tuple[Publication, bool], datetime | ChannelError] = Batcher(
@@ -202,7 +205,7 @@ class WebsiteChannel:
                 if item is not None:
                     renderer.item_page(pub, item)
                     model.went_live(pub, withdrawn, pub.confirmed_at or datetime.now(UTC))
-            model.dirty.add(("index", "all", ""))
+            model.dirty.update({("index", "all", ""), SITEMAP})
             renderer.render(model, model.dirty)
             self._write_stylesheet(durable=False)
             store.flush()
@@ -211,8 +214,9 @@ class WebsiteChannel:
 
     def _renderer(self, durable: bool) -> Renderer:
         return Renderer(
-            self.site_dir, self.base_url, self.env, self.site_title, self.domains, durable
-        )
+            self.site_dir, self.base_url, self.env, self.site_title, self.domains, durable,
+            self.footer,
+        )  # fmt: skip
 
     def _write_stylesheet(self, durable: bool) -> None:
         source = (self.templates_dir / STYLESHEET).read_bytes()
@@ -252,6 +256,7 @@ def website_factory(ctx: ChannelContext) -> WebsiteChannel:
         site_title=str(ctx.settings.get("title") or DEFAULT_TITLE),
         domains=tuple(ctx.settings.get("outline") or ()),
         page_size=int(ctx.settings.get("page_size") or PAGE_SIZE),
+        footer=ctx.settings.get("footer") or {},
     )
 
 

@@ -79,6 +79,25 @@ class SiteSettings(_Section):
     # a remote image is a reader's tracking pixel): `host`, or `host:port` for a port that is
     # not the scheme's own (a host alone allows 80 and 443 only). GONGKAI_IMAGE_HOSTS=a.gov.cn
     image_hosts: tuple[str, ...] = ()
+    # What every page's footer carries under 《政府网站发展指引》(国办发〔2017〕47号): the
+    # sponsor (主办单位) and operator (承办单位), the website identifier code (网站标识码), the
+    # ICP and public-security filing numbers (linked to their registries), contact address and
+    # phone, and the 我为政府网站找错 link. Empty: not shown.
+    sponsor: str = Field(default="", max_length=100)
+    operator: str = Field(default="", max_length=100)
+    site_code: str = Field(default="", pattern=r"^([0-9A-Za-z]{10})?$")
+    icp: str = Field(default="", max_length=60)  # e.g. 京ICP备05070218号
+    police_record: str = Field(default="", max_length=60)  # e.g. 京公网安备 11010502030143号
+    address: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=60)
+    error_report_url: str = Field(default="", max_length=500)  # https://…; {site_code} is filled
+
+    @field_validator("error_report_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
 
     @field_validator("image_hosts", mode="before")
     @classmethod
@@ -242,6 +261,14 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "GONGKAI_SITE_TITLE": ("site", "title"),
     "GONGKAI_HUB_URL": ("site", "hub_url"),
     "GONGKAI_IMAGE_HOSTS": ("site", "image_hosts"),
+    "GONGKAI_SITE_SPONSOR": ("site", "sponsor"),
+    "GONGKAI_SITE_OPERATOR": ("site", "operator"),
+    "GONGKAI_SITE_CODE": ("site", "site_code"),
+    "GONGKAI_SITE_ICP": ("site", "icp"),
+    "GONGKAI_SITE_POLICE_RECORD": ("site", "police_record"),
+    "GONGKAI_SITE_ADDRESS": ("site", "address"),
+    "GONGKAI_SITE_PHONE": ("site", "phone"),
+    "GONGKAI_SITE_ERROR_REPORT_URL": ("site", "error_report_url"),
     "GONGKAI_CALENDAR_OVERRIDES": ("calendar", "overrides"),
     "GONGKAI_SWEEP_INTERVAL": ("dispatch", "sweep_interval"),
     "GONGKAI_MAX_ATTEMPTS": ("dispatch", "max_attempts"),

@@ -19,6 +19,7 @@ from channels.base import (
     StepStore,
 )
 from channels.registry import Capability, ChannelSpec, Registry, spec_for
+from channels.site_footer import KEYS as FOOTER_KEYS
 from dispatcher.errors import SettingsError
 from dispatcher.rules.catalogue import Catalogue
 from dispatcher.settings import Settings
@@ -58,7 +59,8 @@ def channel_settings(settings: Settings, catalogue: Catalogue, name: str) -> dic
     """What a channel's factory receives: the site's keys, the catalogue's outline and its own
     section (secrets included: never logged)."""
     site = settings.site
-    shared = {"base_url": site.base_url, "title": site.title, "hub_url": site.hub_url}
+    shared = {"base_url": site.base_url, "title": site.title, "hub_url": site.hub_url,
+              "footer": {key: getattr(site, key) for key in FOOTER_KEYS}}  # fmt: skip
     return {
         **shared,
         "outline": catalogue.outline(),  # the catalogue's domains and categories

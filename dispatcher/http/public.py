@@ -13,7 +13,9 @@ from pathlib import Path
 from aiohttp import web
 
 from channels import paths
+from channels.site_model import SITEMAP_FILE
 from channels.site_pages import list_file
+from dispatcher.http import site_templates
 from dispatcher.http.deps import DEPS
 
 KINDS = "|".join(paths.KINDS)
@@ -24,14 +26,6 @@ CONTENT_TYPES = {
     ".atom": "application/atom+xml; charset=utf-8",
     ".rss": "application/rss+xml; charset=utf-8",
 }
-NOT_FOUND = """<!doctype html>
-<html lang="zh-CN">
-<head><meta charset="utf-8"><title>页面不存在</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>页面不存在</h1><p>您访问的页面不存在或尚未发布。</p>
-<p><a href="{root}/">返回首页</a></p></main></body>
-</html>
-"""
 
 
 def site_dir(request: web.Request) -> Path:
@@ -49,11 +43,12 @@ PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosni
 
 
 def not_found(request: web.Request) -> web.Response:
-    root = paths.root_path(request.app[DEPS].settings.site.base_url)
+    """页面不存在, in the site's layout (its footer included)."""
+    html = site_templates.render(request.app, request.app[DEPS].settings, "not_found.html",
+                                 {"title": "页面不存在"})  # fmt: skip
     return web.Response(
-        status=404, text=NOT_FOUND.format(root=root), content_type="text/html", charset="utf-8",
-        headers=PAGE_HEADERS,
-    )  # fmt: skip
+        status=404, text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
 
 
 def serve(request: web.Request, relative: str) -> web.StreamResponse:
@@ -70,6 +65,10 @@ def serve(request: web.Request, relative: str) -> web.StreamResponse:
 
 async def home(request: web.Request) -> web.StreamResponse:
     return serve(request, "index.html")
+
+
+async def sitemap(request: web.Request) -> web.StreamResponse:
+    return serve(request, SITEMAP_FILE)
 
 
 async def stylesheet(request: web.Request) -> web.StreamResponse:
@@ -122,7 +121,9 @@ async def list_feed(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
+    site_templates.setup(app)
     app.router.add_get("/static/site.css", stylesheet)
+    app.router.add_get("/" + SITEMAP_FILE, sitemap)
     app.router.add_get(r"/items/{id:\d{1,12}}.html", item)
     app.router.add_get(r"/all/page-{n:\d{1,9}}.html", all_page)
     app.router.add_get(r"/feeds/all.{fmt:atom|rss}", site_feed)

@@ -11,19 +11,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import jinja2
 from aiohttp import web
 
 from channels import paths
 from channels.base import SHANGHAI
 from channels.site_pages import feed_links
-from channels.website import TEMPLATES_DIR, make_environment
+from dispatcher.http import site_templates
 from dispatcher.http.deps import DEPS
 from dispatcher.http.public import PAGE_HEADERS
 from dispatcher.items import search
 from dispatcher.rules.catalogue import Catalogue
 
-SEARCH_TEMPLATES = web.AppKey("search_templates", jinja2.Environment)
 SUMMARY_CHARS = 160
 
 
@@ -71,8 +69,6 @@ async def search_page(request: web.Request) -> web.Response:
         error = f"页码无效：请使用 1 至 {search.MAX_PAGE} 之间的页码。"
     context: dict[str, Any] = {
         "title": "搜索",
-        "site_title": deps.settings.site.title,
-        "root": root,
         "query": query if error is None else "",
         "error": error,
         "searched": False,
@@ -92,7 +88,7 @@ async def search_page(request: web.Request) -> web.Response:
             prev_url=_link(root, query, page - 1) if page > 1 else None,
             next_url=_link(root, query, page + 1) if page < results.pages else None,
         )
-    html = request.app[SEARCH_TEMPLATES].get_template("search.html").render(context)
+    html = site_templates.render(request.app, deps.settings, "search.html", context)
     return web.Response(
         status=400 if error else 200,
         text=html,
@@ -103,6 +99,5 @@ async def search_page(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """GET /search, with its template environment built once for the app."""
-    app[SEARCH_TEMPLATES] = make_environment(TEMPLATES_DIR)
+    """GET /search."""
     app.router.add_get("/search", search_page)

@@ -166,9 +166,13 @@ async def test_user_text_is_escaped_on_every_page(site: Ctx, make_pub: MakePub) 
     await website_factory(ctx).publish(pub)
 
     pages = {k: v.decode() for k, v in _snapshot(_site(ctx)).items() if k.endswith(".html")}
-    assert len(pages) == 10  # item, home, all/page-1, 3 lists × (index, page 1), project
+    assert len(pages) == 11  # item, home, all/page-1, 3 lists × (index, page 1), project, map
+    assert "&lt;b&gt;机构&lt;/b&gt;" in pages["sitemap.html"]  # the agency's list, by its name
     for name, page in pages.items():
         assert "<script>" not in page and "<b>" not in page, name
+        # no footer settings: no placeholder lines, only the site map's link
+        assert "主办单位" not in page and "网站标识码" not in page and "找错" not in page, name
+        assert 'href="/sitemap.html"' in page, name
     item = pages["items/7.html"]
     assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>" in item
     assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; - " in item
