@@ -15,7 +15,7 @@ from aiohttp import web
 from channels import paths
 from channels.site_model import SITEMAP_FILE
 from channels.site_pages import list_file
-from dispatcher.http import site_templates
+from dispatcher.http import site_files, site_templates
 from dispatcher.http.deps import DEPS
 
 KINDS = "|".join(paths.KINDS)
@@ -26,6 +26,9 @@ CONTENT_TYPES = {
     ".atom": "application/atom+xml; charset=utf-8",
     ".rss": "application/rss+xml; charset=utf-8",
 }
+
+
+SITE_FILES = web.AppKey("site_files", site_files.SiteFiles)
 
 
 def site_dir(request: web.Request) -> Path:
@@ -52,14 +55,19 @@ def not_found(request: web.Request) -> web.Response:
 
 
 def serve(request: web.Request, relative: str) -> web.StreamResponse:
-    """The file at `relative` (made by `channels.paths` only) or a Chinese 404 page."""
+    """The file at `relative` (made by `channels.paths` only) or a Chinese 404 page: from
+    memory (`site_files`), or from disk for ranges and big files."""
     path = site_dir(request) / relative
-    if not path.is_file():
-        return not_found(request)
     headers = {"Cache-Control": "no-cache", **PAGE_HEADERS}
     content_type = CONTENT_TYPES.get(path.suffix)
     if content_type:
         headers["Content-Type"] = content_type
+    found = None if content_type is None or site_files.delegated(request) else (
+        request.app[SITE_FILES].get(path))  # fmt: skip
+    if isinstance(found, site_files.SiteFile):
+        return site_files.respond(request, found, headers)
+    if found is None and not path.is_file():
+        return not_found(request)
     return web.FileResponse(path, headers=headers)
 
 
@@ -122,6 +130,7 @@ async def list_feed(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
     site_templates.setup(app)
+    app[SITE_FILES] = site_files.SiteFiles()
     app.router.add_get("/static/site.css", stylesheet)
     app.router.add_get("/" + SITEMAP_FILE, sitemap)
     app.router.add_get(r"/items/{id:\d{1,12}}.html", item)
