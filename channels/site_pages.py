@@ -20,7 +20,7 @@ from channels.base import SHANGHAI, Publication
 from channels.files import write_atomic
 from channels.site_fields import field_tables, withheld_list
 from channels.site_footer import footer
-from channels.site_model import ALL, SITEMAP_FILE, Page, SiteModel, memberships
+from channels.site_model import ALL, DIRECTORY_KINDS, SITEMAP_FILE, Page, SiteModel, memberships
 
 VALIDITY = {"valid": "有效", "repealed": "废止", "expired": "失效"}
 HOME_ENTRIES = 20
@@ -255,18 +255,18 @@ class Renderer:
              "atom": paths.feed_url("domains", d["key"], "atom")}
             for d in self.domains
         ]  # fmt: skip
-        lists = {
-            kind: [{"name": name, "href": list_href(kind, code),
-                    "atom": paths.feed_url(kind, code, "atom")}
-                   for code, name in sorted(directory.get(kind, {}).items(),
-                                            key=lambda pair: (pair[1], pair[0]))]
-            for kind in ("agencies", "regions")
-        }  # fmt: skip
+        lists = [
+            {"kind": kind, "heading": KIND_NAMES[kind],
+             "entries": [{"name": name, "href": list_href(kind, code),
+                          "atom": paths.feed_url(kind, code, "atom")}
+                         for code, name in sorted(directory.get(kind, {}).items(),
+                                                  key=lambda pair: (pair[1], pair[0]))]}
+            for kind in DIRECTORY_KINDS
+        ]  # fmt: skip
         context = {
             "title": "网站地图",
             "domains": domains,
-            "agencies": lists["agencies"],
-            "regions": lists["regions"],
+            "lists": lists,
             "feeds": feed_links((ALL, ""), both=True),
             "crumbs": [],
         }
