@@ -44,7 +44,7 @@ from channels.media.settings import new_secret
 from channels.registry import ChannelSpec, make_registry, split_name
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.redis_server import EmbeddedRedis
-from dispatcher.dispatch.worker import DispatchWorker, build_worker
+from dispatcher.dispatch.worker import DispatchWorker, build_workers
 from dispatcher.items import accounts, workflow
 from dispatcher.rules.permissions import Actor
 from dispatcher.rules.rulebook import build_rules
@@ -103,7 +103,8 @@ async def serve(kind: str) -> None:
     if kind == "gongkai":
         kinds = dict.fromkeys(split_name(name)[0] for name in settings.channels.enabled)
         registry = make_registry(*(ChannelSpec(kind, NoopChannel) for kind in kinds))
-        worker = build_worker(settings, url, registry)
+        await run_gated(*build_workers(settings, url, registry))
+        return
     else:
         worker = DispatchWorker(
             functions=[func(_noop_job, name="noop")], queue_name=NOOP_QUEUE,
@@ -113,24 +114,32 @@ async def serve(kind: str) -> None:
     await run_gated(worker)
 
 
-async def run_gated(worker: DispatchWorker) -> None:
-    """Run `worker`, started but held until the driver says go on stdin (all start at once)."""
-    startup, go = worker.on_startup, asyncio.Event()
+async def run_gated(*workers: DispatchWorker) -> None:
+    """Run `workers` (a process's: one per queue), started but held until the driver says go on
+    stdin (all start at once); "ready" once every one has started."""
+    go, started = asyncio.Event(), [0]
 
-    async def ready(ctx: dict[str, Any]) -> None:
-        if startup is not None:
-            await startup(ctx)
-        print("ready", flush=True)
-        await go.wait()
+    def gate(startup: Any) -> Any:
+        async def ready(ctx: dict[str, Any]) -> None:
+            if startup is not None:
+                await startup(ctx)
+            started[0] += 1
+            if started[0] == len(workers):
+                print("ready", flush=True)
+            await go.wait()
 
-    worker.on_startup = ready
+        return ready
+
+    for worker in workers:
+        worker.on_startup = gate(worker.on_startup)
     loop = asyncio.get_running_loop()
     threading.Thread(target=_watch_stdin, args=(loop, go), daemon=True).start()
     try:
         with contextlib.suppress(asyncio.CancelledError):
-            await worker.async_run()
+            await asyncio.gather(*(worker.async_run() for worker in workers))
     finally:
-        await worker.stop()  # cancels and drains jobs first: no traceback at exit
+        for worker in workers:
+            await worker.stop()  # cancels and drains jobs first: no traceback at exit
 
 
 async def start_workers(

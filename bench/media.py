@@ -72,7 +72,7 @@ from channels.media.settings import new_secret
 from channels.registry import ChannelSpec, make_registry
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.redis_server import EmbeddedRedis
-from dispatcher.dispatch.worker import build_worker
+from dispatcher.dispatch.worker import build_workers
 from dispatcher.items import accounts, workflow
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.rules.states import DeliveryStatus
@@ -178,7 +178,7 @@ async def serve() -> None:
     """A worker process (`--worker`): the real news-media channel; the website a no-op."""
     settings = load_settings()
     registry = make_registry(ChannelSpec(FIRST_PLATFORM, NoopChannel), media.SPEC)
-    await run_gated(build_worker(settings, settings.storage.redis_url, registry))
+    await run_gated(*build_workers(settings, settings.storage.redis_url, registry))
 
 
 def _outlets(k: int) -> list[str]:

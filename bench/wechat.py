@@ -61,7 +61,7 @@ from channels.wechat.sandbox import SANDBOX_APPID, SANDBOX_SECRET, Sandbox, runn
 from dispatcher.dispatch import queue
 from dispatcher.dispatch.channels import build_channel
 from dispatcher.dispatch.redis_server import EmbeddedRedis
-from dispatcher.dispatch.worker import build_worker
+from dispatcher.dispatch.worker import build_workers
 from dispatcher.items import accounts, workflow
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.rules.states import DeliveryStatus
@@ -78,7 +78,7 @@ TARGET = 4.0  # WeChat API calls per article, on average, token fetches included
 async def serve() -> None:
     """A worker process (`--worker`): the real registry, its settings from the environment."""
     settings = load_settings()
-    await run_gated(build_worker(settings, settings.storage.redis_url))
+    await run_gated(*build_workers(settings, settings.storage.redis_url))
 
 
 def _wechat_env(

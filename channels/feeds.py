@@ -374,5 +374,5 @@ SPEC = ChannelSpec(
     feeds_factory,
     # Deliveries within a window share one flush: more in flight makes bigger flushes.
     in_flight=32,
-    capabilities=frozenset({Capability.REBUILD}),
+    capabilities=frozenset({Capability.REBUILD, Capability.LOCAL_FILES}),
 )

@@ -30,6 +30,9 @@ class Capability(StrEnum):
     STEPS = "steps"  # publishing is several remote calls; it saves each one's id (`StepStore`)
     REBUILD = "rebuild"  # it can regenerate all it holds from a replay (`RebuildableChannel`)
     DIGEST = "digest"  # it sends its followers a daily digest (`DigestingChannel`)
+    # It writes files on the machine its worker runs on (the site directory): its deliveries
+    # go to a queue of their own, taken only by workers where those files are.
+    LOCAL_FILES = "local_files"
 
 
 class NoSettings(BaseModel):

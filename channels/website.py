@@ -265,5 +265,5 @@ SPEC = ChannelSpec(
     website_factory,
     # Concurrent deliveries are written together: more in flight makes bigger groups.
     in_flight=32,
-    capabilities=frozenset({Capability.REBUILD}),
+    capabilities=frozenset({Capability.REBUILD, Capability.LOCAL_FILES}),
 )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from channels.registry import Registry
-from dispatcher.dispatch.worker import build_worker
+from dispatcher.dispatch.worker import build_workers
 from dispatcher.items import workflow
 from dispatcher.rules.catalogue import load_catalogue
 from dispatcher.rules.permissions import Actor
@@ -132,13 +132,15 @@ def all_in(db: Database, *wanted: str) -> Callable[[], Awaitable[bool]]:
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, registry: Registry) -> AsyncIterator[None]:
-    """A real arq worker with `registry`'s channels, in this event loop, stopped on exit."""
-    worker = build_worker(settings, settings.storage.redis_url, registry, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    """Real arq workers (one per queue) with `registry`'s channels, in this event loop, stopped
+    on exit."""
+    workers = build_workers(settings, settings.storage.redis_url, registry, handle_signals=False)
+    tasks = [asyncio.create_task(worker.async_run()) for worker in workers]
     try:
         yield
     finally:
-        await worker.stop(task)
+        for worker, task in zip(workers, tasks, strict=True):
+            await worker.stop(task)
 
 
 async def approved_deliveries(db: Database, rules: Rules, count: int) -> list[int]:

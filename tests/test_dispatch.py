@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
 
+from dispatcher.dispatch import queue
 from dispatcher.rules.deadlines import today
 from dispatcher.settings import Settings, load_settings
 from dispatcher.storage import ledger
@@ -127,7 +128,7 @@ async def test_scheduled_item_waits_for_its_time(
     client = aioredis.from_url(dispatch_settings.storage.redis_url)
     try:  # the approval queued each job deferred to the release time (arq scores: ms)
         for channel in scripts:
-            score = await client.zscore("gongkai:deliveries", f"{item_id}:1:{channel}")
+            score = await client.zscore(queue.SITE_QUEUE, f"{item_id}:1:{channel}")
             assert score == round(at.timestamp() * 1000)
     finally:
         await client.aclose()
@@ -145,9 +146,9 @@ async def test_flushall_mid_run_loses_nothing(
     for n in range(10):
         await approve_via_api(api, make_token, title=f"公示{n}")
     client = aioredis.from_url(dispatch_settings.storage.redis_url)
-    assert await client.zcard("gongkai:deliveries") == 20
+    assert await client.zcard(queue.SITE_QUEUE) == 20
     await client.flushall()
-    assert await client.zcard("gongkai:deliveries") == 0
+    assert await client.zcard(queue.SITE_QUEUE) == 0
     await client.aclose()
     scripts = {"website": Script(), "feeds": Script()}
     async with running_worker(dispatch_settings, scripted_registry(scripts)):

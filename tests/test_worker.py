@@ -29,13 +29,17 @@ from tests.helpers import (
 def test_the_arq_internals_the_worker_stops_through_are_there(
     dispatch_settings: Settings,
 ) -> None:
-    worker = build_worker(dispatch_settings, dispatch_settings.storage.redis_url, {})
+    url = dispatch_settings.storage.redis_url
+    worker = build_worker(dispatch_settings, url, {}, group=queue.REMOTE)
     assert isinstance(worker, DispatchWorker)
     missing = [name for name in ARQ_INTERNALS if not hasattr(worker, name)]
     assert missing == [], f"arq's Worker no longer has {missing}: rewrite DispatchWorker.stop"
     assert isinstance(worker.tasks, dict)
     # The sweeper, and the followers' digests, looked at every minute (`digests.tick`).
     assert sorted(job.name for job in worker.cron_jobs) == ["digest", "sweep"]
+    site = build_worker(dispatch_settings, url, {}, group=queue.SITE)
+    assert site.queue_name == queue.SITE_QUEUE != worker.queue_name == queue.QUEUE
+    assert [job.name for job in site.cron_jobs] == ["sweep"]  # the digests are remote work
 
 
 async def test_a_deferred_job_can_be_hurried_to_now(fresh_redis: str) -> None:
@@ -64,6 +68,7 @@ async def test_stopping_with_a_job_in_flight_keeps_its_lease_and_loses_nothing(
         dispatch_settings.storage.redis_url,
         scripted_registry(held),
         handle_signals=False,
+        group=queue.SITE,
     )
     run = asyncio.create_task(worker.async_run())
     await wait_for(held["website"].started)  # the website's publish is in the remote's hands

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dispatcher.dispatch.worker import build_worker
+from dispatcher.dispatch.worker import build_workers
 from dispatcher.settings import load_settings
 from tests.fakes import remote_registry
 
@@ -21,12 +21,13 @@ from tests.fakes import remote_registry
 async def main(remote_url: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = load_settings()
-    worker = build_worker(settings, settings.storage.redis_url, remote_registry(remote_url))
+    workers = build_workers(settings, settings.storage.redis_url, remote_registry(remote_url))
     try:
         with contextlib.suppress(asyncio.CancelledError):
-            await worker.async_run()
+            await asyncio.gather(*(worker.async_run() for worker in workers))
     finally:
-        await worker.stop()
+        for worker in workers:
+            await worker.stop()
 
 
 if __name__ == "__main__":

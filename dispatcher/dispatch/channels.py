@@ -7,6 +7,7 @@ section, its capabilities, its default concurrency. No channel is named here.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +115,11 @@ def build_channels(
     session: Any,
     steps: StepStore | None = None,
     redis: Any = None,
+    names: Iterable[str] | None = None,
 ) -> dict[str, Enabled]:
-    """Every enabled channel, by name (`redis`: the workers' shared Redis client)."""
+    """Every enabled channel (or those of `names`), by name (`redis`: the workers' shared
+    Redis client)."""
     return {
         name: build_channel(settings, catalogue, registry, name, session, steps, redis)
-        for name in settings.channels.enabled
+        for name in (settings.channels.enabled if names is None else names)
     }

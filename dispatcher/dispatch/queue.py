@@ -1,4 +1,9 @@
-"""The arq queue: one job per delivery, its id the delivery key, so a duplicate is refused.
+"""The arq queues: one job per delivery, its id the delivery key, so a duplicate is refused.
+
+Two queues, one per group of channels: the channels that write files where their worker runs
+(`Capability.LOCAL_FILES`: the website and the feeds, into the site directory) have `SITE`;
+every other channel (remote APIs) has `REMOTE`. A worker takes one group's jobs, or both with
+one arq worker per queue (`worker.build_workers`), so it never takes a job it cannot do.
 
 Redis only carries work; SQL says what is due. Enqueueing is best effort: if Redis is away, the
 sweeper enqueues every due delivery when it is back. Jobs keep no result (`keep_result=0`), so a
@@ -18,6 +23,8 @@ from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels import REGISTRY
+from channels.registry import Capability, spec_for
 from dispatcher.dispatch.claims import delivery_key
 from dispatcher.dispatch.due import due_by, wait_before
 from dispatcher.dispatch.redis_server import disk_problem
@@ -27,7 +34,25 @@ from dispatcher.storage.models import deliveries
 
 log = logging.getLogger(__name__)
 JOB = "deliver"
-QUEUE = "gongkai:deliveries"
+QUEUE = "gongkai:deliveries"  # the remote channels' group
+SITE_QUEUE = "gongkai:deliveries:site"  # the channels that write the site directory
+SITE, REMOTE = "site", "remote"
+GROUPS = {SITE: SITE_QUEUE, REMOTE: QUEUE}
+
+
+def group_of(channel: str) -> str:
+    """The group of an enabled channel name (`media:xinhua` is the `media` entry's)."""
+    spec = spec_for(REGISTRY, channel)
+    return SITE if spec is not None and spec.has(Capability.LOCAL_FILES) else REMOTE
+
+
+def queue_for(channel: str) -> str:
+    return GROUPS[group_of(channel)]
+
+
+def channel_of(key: str) -> str:
+    """The channel of a delivery key (`item:version:channel`; a channel name may hold ":")."""
+    return key.split(":", 2)[2]
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -52,7 +77,9 @@ async def enqueue(pool: ArqRedis, delivery_id: int, key: str, at: datetime | Non
     """Queue one delivery's job (deferred to `at` unless it is due); False if that job is
     already queued."""
     defer = at if wait_before(at, datetime.now(UTC)) is not None else None
-    job = await pool.enqueue_job(JOB, delivery_id, _job_id=key, _defer_until=defer)
+    job = await pool.enqueue_job(
+        JOB, delivery_id, _job_id=key, _defer_until=defer, _queue_name=queue_for(channel_of(key))
+    )
     return job is not None
 
 
@@ -78,9 +105,18 @@ async def hurry(pool: ArqRedis, keys: list[str]) -> int:
     """Run these jobs, already queued for later (a confirmation's next look), now: arq keeps
     its queue as a sorted set scored by when each job runs (tests/test_worker.py checks it)."""
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    if not keys:
-        return 0
-    return int(await pool.zadd(QUEUE, dict.fromkeys(keys, now_ms), xx=True, ch=True))
+    by_queue: dict[str, list[str]] = {}
+    for key in keys:
+        by_queue.setdefault(queue_for(channel_of(key)), []).append(key)
+    hurried = 0
+    for name, found in by_queue.items():
+        hurried += int(await pool.zadd(name, dict.fromkeys(found, now_ms), xx=True, ch=True))
+    return hurried
+
+
+async def depth(pool: ArqRedis) -> int:
+    """Jobs waiting in both queues."""
+    return sum([int(await pool.zcard(name)) for name in GROUPS.values()])
 
 
 async def enqueue_rows(pool: ArqRedis | None, rows: list[Any]) -> int:

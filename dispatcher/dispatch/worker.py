@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,7 @@ from channels.registry import Registry
 from dispatcher.dispatch import jobs, queue
 from dispatcher.dispatch.channels import build_channels
 from dispatcher.dispatch.redis_server import EmbeddedRedis, resolve_redis_url
-from dispatcher.errors import GongkaiError
+from dispatcher.errors import GongkaiError, InputError
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
 from dispatcher.storage.db import Database
@@ -102,9 +102,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
     db = Database(settings.database_url, pre_ping=False)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     steps = jobs.Steps(db)
+    names = [n for n in settings.channels.enabled if queue.group_of(n) in ctx["groups"]]
     try:
         enabled = build_channels(
-            settings, rules.catalogue, registry, session, steps, redis=ctx["redis"]
+            settings, rules.catalogue, registry, session, steps, redis=ctx["redis"], names=names
         )
     except Exception:
         await session.close()
@@ -131,15 +132,65 @@ def _sweep_schedule(seconds: int) -> dict[str, Any]:
     return {"second": 0, "minute": set(range(0, 60, max(1, seconds // 60)))}
 
 
+def worker_groups(settings: Settings, only: str | None, but: str | None) -> list[str]:
+    """The queues a `gongkai worker --channels LIST` or `--except LIST` takes: each group of
+    channels (`queue.GROUPS`) is taken whole, so a worker never holds a job it cannot do."""
+    enabled = list(settings.channels.enabled)
+    named = [n.strip() for n in (only or but or "").split(",") if n.strip()]
+    unknown = [n for n in named if n not in enabled]
+    flag = "channels" if only else "except"
+    if (only is not None or but is not None) and not named:
+        raise InputError([(flag, "a comma-separated list of enabled channels")])
+    if unknown:
+        raise InputError([(flag, f"not enabled: {', '.join(unknown)} "
+                                  f"(enabled: {', '.join(enabled)})")])  # fmt: skip
+    wanted = set(named) if only else set(enabled) - set(named)
+    groups = []
+    for group in queue.GROUPS:
+        members = {n for n in enabled if queue.group_of(n) == group}
+        taken = members & wanted
+        if taken and taken != members:
+            together = ", ".join(n for n in enabled if n in members)
+            raise InputError([(flag, f"{together} share a queue: a worker takes all or none")])
+        if taken:
+            groups.append(group)
+    return groups  # none: `run_worker` waits (compose's worker before any remote channel)
+
+
+def groups_with_channels(settings: Settings, groups: Iterable[str]) -> list[str]:
+    """Those of `groups` that have an enabled channel (the site's always has the website)."""
+    present = {queue.group_of(name) for name in settings.channels.enabled}
+    return [g for g in queue.GROUPS if g in set(groups) and g in present]
+
+
+def build_workers(
+    settings: Settings,
+    redis_url: str,
+    registry: Registry | None = None,
+    *,
+    groups: Iterable[str] = tuple(queue.GROUPS),
+    handle_signals: bool = True,
+    burst: bool = False,
+) -> list[DispatchWorker]:
+    """One arq worker per group of channels (`queue.GROUPS`) that has an enabled channel."""
+    return [
+        build_worker(settings, redis_url, registry, group=group, handle_signals=handle_signals,
+                     burst=burst)
+        for group in groups_with_channels(settings, groups)
+    ]  # fmt: skip
+
+
 def build_worker(
     settings: Settings,
     redis_url: str,
     registry: Registry | None = None,
     *,
+    group: str,
     handle_signals: bool = True,
     burst: bool = False,
 ) -> DispatchWorker:
-    """An arq worker for the settings' channels (or `registry`'s, for tests)."""
+    """An arq worker for one group's queue and the settings' channels of that group (or
+    `registry`'s, for tests)."""
     lease = settings.dispatch.lease_seconds
     deliver = func(jobs.deliver, name=queue.JOB, keep_result=0, timeout=lease, max_tries=MAX_TRIES)
     # arq re-runs a dead worker's job once its in-progress mark expires, after the longest
@@ -152,8 +203,10 @@ def build_worker(
     digester = cron(jobs.digest, name="digest", second=30, unique=True, timeout=lease)
     return DispatchWorker(
         functions=[deliver],
-        cron_jobs=[sweeper, digester],
-        queue_name=queue.QUEUE,
+        # Either group sweeps (a tick's sweep runs once: arq's cron jobs are unique by id);
+        # the digests are the remote WeChat accounts'.
+        cron_jobs=[sweeper, digester] if group == queue.REMOTE else [sweeper],
+        queue_name=queue.GROUPS[group],
         redis_settings=queue.redis_settings(redis_url),
         on_startup=_startup,
         on_shutdown=_shutdown,
@@ -164,7 +217,11 @@ def build_worker(
         keep_result=0,
         max_tries=MAX_TRIES,
         poll_delay=0.1,
-        ctx={"settings": settings, "registry": channels.REGISTRY if registry is None else registry},
+        ctx={
+            "settings": settings,
+            "registry": channels.REGISTRY if registry is None else registry,
+            "groups": (group,),
+        },
         log_results=False,
     )
 
@@ -191,9 +248,10 @@ async def embedded_redis_for(
             await asyncio.to_thread(embedded.stop)
 
 
-async def run_worker(settings: Settings) -> None:
-    """`gongkai worker`: run until SIGINT or SIGTERM, started again if it stops by itself
-    (its Redis went away); with the embedded Redis, that is started again too."""
+async def run_worker(settings: Settings, groups: Iterable[str] = tuple(queue.GROUPS)) -> None:
+    """`gongkai worker`: one arq worker per group of channels asked for, run until SIGINT or
+    SIGTERM, each started again if it stops by itself (its Redis went away); with the embedded
+    Redis, that is started again too."""
     settings.check_channels()
     build_rules(settings)  # a bad catalogue or calendar stops it here, before Redis starts
     stop = asyncio.Event()
@@ -203,7 +261,12 @@ async def run_worker(settings: Settings) -> None:
     async with embedded_redis_for(settings) as (url, embedded):
         watching = asyncio.create_task(watch_redis(embedded, stop)) if embedded else None
         try:
-            await supervise(settings, url, stop)
+            if groups_with_channels(settings, groups):
+                await supervise_all(settings, url, stop, groups)
+            else:
+                log.warning("no enabled channel is this worker's to deliver to: it waits "
+                            "(enabled: %s)", ", ".join(settings.channels.enabled))  # fmt: skip
+                await stop.wait()
         finally:
             stop.set()
             if watching is not None:
@@ -236,11 +299,28 @@ async def watch_redis(embedded: EmbeddedRedis, stop: asyncio.Event) -> None:
         trouble = now
 
 
-async def supervise(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:
-    """Run a worker until `stop`; one that stops by itself is started again after a pause."""
+async def supervise_all(
+    settings: Settings,
+    redis_url: str,
+    stop: asyncio.Event,
+    groups: Iterable[str] = tuple(queue.GROUPS),
+) -> None:
+    """`supervise` a worker for each of `groups` that has an enabled channel."""
+    await asyncio.gather(
+        *(supervise(settings, redis_url, stop, g) for g in groups_with_channels(settings, groups))
+    )
+
+
+async def supervise(
+    settings: Settings, redis_url: str, stop: asyncio.Event, group: str = queue.SITE
+) -> None:
+    """Run a worker for `group` until `stop`; one that stops by itself is started again after a
+    pause."""
     pause = RESTART_PAUSE[0]
     while not stop.is_set():
-        worker: DispatchWorker = build_worker(settings, redis_url, handle_signals=False)
+        worker: DispatchWorker = build_worker(
+            settings, redis_url, handle_signals=False, group=group
+        )
         run = asyncio.create_task(worker.async_run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([run, stopping], return_when=asyncio.FIRST_COMPLETED)

@@ -179,7 +179,7 @@ async def metrics(request: web.Request) -> web.Response:
             "gongkai_sweeper_age_seconds", "Seconds since a worker's sweeper last ran"
         )
         try:
-            depth.add_metric([], await deps.queue.zcard(queue.QUEUE))
+            depth.add_metric([], await queue.depth(deps.queue))
             families.append(depth)
             ago = await queue.swept_ago(deps.queue)
             if ago is not None:

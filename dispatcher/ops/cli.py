@@ -44,7 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run local stand-ins of the WeChat API and of a news outlet, with an account and an "
         "outlet on them (wechat:sandbox, media:sandbox)",
     )  # fmt: skip
-    add("worker", commands.cmd_worker, "run a worker that delivers approved items to the channels")
+    wrk = add(
+        "worker", commands.cmd_worker, "run a worker that delivers approved items to the channels"
+    )
+    only = wrk.add_mutually_exclusive_group()
+    only.add_argument("--channels", metavar="LIST",
+                      help="only these channels' queue: website,feeds (where the site directory "
+                      "is) or the others")  # fmt: skip
+    only.add_argument("--except", dest="except_", metavar="LIST",
+                      help="every channel but these (e.g. --except website,feeds)")  # fmt: skip
     rt = add("retry", commands.cmd_retry, "put a failed delivery back in the queue")
     rt.add_argument("id", type=int)
     rt.add_argument("--as", dest="as_", metavar="NAME", help="who is asking")

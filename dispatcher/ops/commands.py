@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from channels.media.settings import new_secret
 from dispatcher.dispatch import deliveries, queue
-from dispatcher.dispatch.worker import redis_for, run_worker
+from dispatcher.dispatch.worker import redis_for, run_worker, worker_groups
 from dispatcher.errors import GongkaiError, InputError
 from dispatcher.items import accounts, queries, workflow
 from dispatcher.items.deadline_refresh import refresh_provisional
@@ -228,8 +228,9 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    groups = worker_groups(settings, args.channels, args.except_)
     await _refresh_deadlines(settings)
-    await run_worker(settings)
+    await run_worker(settings, groups)
     return 0
 
 

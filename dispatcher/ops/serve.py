@@ -13,7 +13,7 @@ import signal
 
 from aiohttp import web
 
-from dispatcher.dispatch.worker import embedded_redis_for, supervise, watch_redis
+from dispatcher.dispatch.worker import embedded_redis_for, supervise_all, watch_redis
 from dispatcher.http.app import create_app
 from dispatcher.rules.rulebook import build_rules
 from dispatcher.settings import Settings
@@ -40,7 +40,7 @@ async def serve(settings: Settings, banner: str = "", with_worker: bool = True) 
         if embedded is not None:
             tasks.append(asyncio.create_task(watch_redis(embedded, stop)))
         if with_worker:
-            tasks.append(asyncio.create_task(supervise(settings, redis_url, stop)))
+            tasks.append(asyncio.create_task(supervise_all(settings, redis_url, stop)))
         try:
             site = web.TCPSite(runner, settings.server.host, settings.server.port)
             await site.start()
