@@ -55,7 +55,7 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.audit_data import DEC31, JAN1, YEAR, build
-from dispatcher.items.audit_export import csv_header, csv_rows
+from dispatcher.items.audit_export import csv_header, csv_rows, frozen_heap
 from dispatcher.items.audit_query import AuditQuery
 from dispatcher.items.audit_reports import summarize
 from dispatcher.items.timeliness import Auditor
@@ -137,9 +137,10 @@ async def run_csv(db: Database, auditor: Auditor, path: str) -> int:
     with open(path, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230 - as the CLI
         out.write(csv_header())
         async with db.connect_paged() as conn:
-            async for batch in auditor.judged(conn, AUDITOR, AuditQuery(limit=1000)):
-                out.write(csv_rows(batch))
-                written += len(batch)
+            with frozen_heap():
+                async for batch in auditor.judged(conn, AUDITOR, AuditQuery(limit=1000)):
+                    out.write(csv_rows(batch))
+                    written += len(batch)
     return written
 
 

@@ -131,8 +131,9 @@ async def _csv(
     await response.prepare(request)
     await response.write(audit_export.csv_header().encode("utf-8"))
     async with request.app[DEPS].db.connect_paged() as conn:
-        async for batch in auditor.judged(conn, who, query):
-            await response.write(audit_export.csv_rows(batch).encode("utf-8"))
+        with audit_export.frozen_heap():
+            async for batch in auditor.judged(conn, who, query):
+                await response.write(audit_export.csv_rows(batch).encode("utf-8"))
     await response.write_eof()
     return response
 

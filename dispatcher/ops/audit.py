@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from dispatcher.errors import InputError
 from dispatcher.items import audit_export, audit_reports
 from dispatcher.items.audit_query import AuditQuery
@@ -90,6 +92,20 @@ async def _flat(batches: AsyncIterator[list[T]]) -> AsyncIterator[T]:
             yield row
 
 
+async def _write_rows(conn: AsyncConnection, auditor: Auditor, query: AuditQuery, fmt: str) -> None:
+    with audit_export.frozen_heap():
+        judged = _counted(auditor.judged(conn, CLI_AUDITOR, query), "audit")
+        if fmt == "csv":
+            sys.stdout.write(audit_export.csv_header())
+            async for batch in judged:
+                sys.stdout.write(audit_export.csv_rows(batch))
+        elif fmt == "json":
+            rows = _counted(auditor.batches(conn, CLI_AUDITOR, query), "audit")
+            await _json_rows(_flat(rows), auditor)
+        else:
+            print(audit_export.table([j async for j in _flat(judged)]))
+
+
 def _ledger_line(state: dict[str, Any]) -> str:
     if state["verified"]:
         return f"账本核对：哈希链完整，核对至第 {state['through_event']} 条事件"
@@ -102,16 +118,7 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     _, auditor = _auditor(settings)
     async with database(settings) as db:
         async with db.connect_paged() as conn:
-            judged = _counted(auditor.judged(conn, CLI_AUDITOR, query), "audit")
-            if args.format == "csv":
-                sys.stdout.write(audit_export.csv_header())
-                async for batch in judged:
-                    sys.stdout.write(audit_export.csv_rows(batch))
-            elif args.format == "json":
-                rows = _counted(auditor.batches(conn, CLI_AUDITOR, query), "audit")
-                await _json_rows(_flat(rows), auditor)
-            else:
-                print(audit_export.table([j async for j in _flat(judged)]))
+            await _write_rows(conn, auditor, query, args.format)
         state = await _ledger(db)
         if args.format == "json":
             print(f',"ledger":{json.dumps(state, ensure_ascii=False)}}}')
