@@ -83,7 +83,15 @@ async def test_each_worker_does_its_own_group_s_deliveries(
             return now["website"] == now["feeds"] == {"published"}
 
         await wait_until(site_done)
-        await asyncio.sleep(0.5)  # a remote job is not taken by the site's worker
+        # The outlet's jobs wait in the remote queue, untouched; the site's has no delivery left.
+        pool = await queue.connect(dispatch_settings.storage.redis_url)
+        try:
+            waiting = await pool.zrange(queue.QUEUE, 0, -1)
+            assert len([key for key in waiting if key.endswith(b":media:a")]) == 3
+            site_jobs = await pool.zrange(queue.SITE_QUEUE, 0, -1)
+            assert not [key for key in site_jobs if key[:1].isdigit()]  # item:version:channel
+        finally:
+            await pool.aclose()
         assert (await states())["media:a"] == {"pending"} and not remote["media"].calls
     async with worker(dispatch_settings, queue.REMOTE, remote):
 

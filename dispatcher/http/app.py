@@ -14,7 +14,16 @@ from aiohttp import web
 
 from dispatcher.dispatch import queue as queues
 from dispatcher.errors import GongkaiError, InputError
-from dispatcher.http import api_audit, api_deliveries, api_items, hooks, probes, public, search_page
+from dispatcher.http import (
+    api_audit,
+    api_deliveries,
+    api_items,
+    hooks,
+    probes,
+    public,
+    search_page,
+    site_templates,
+)
 from dispatcher.http.deps import DEPS, Deps
 from dispatcher.http.responses import problem
 from dispatcher.rules.rulebook import Rules, build_rules
@@ -99,6 +108,7 @@ def create_app(
     api_audit.add_routes(app)
     probes.add_routes(app)
     hooks.add_routes(app)
+    site_templates.setup(app, settings)
     search_page.add_routes(app)
     public.add_routes(app)
     return app

@@ -47,8 +47,7 @@ PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosni
 
 def not_found(request: web.Request) -> web.Response:
     """页面不存在, in the site's layout (its footer included)."""
-    html = site_templates.render(request.app, request.app[DEPS].settings, "not_found.html",
-                                 {"title": "页面不存在"})  # fmt: skip
+    html = site_templates.render(request.app, "not_found.html", {"title": "页面不存在"})
     return web.Response(
         status=404, text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
     )
@@ -129,7 +128,6 @@ async def list_feed(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", home)
-    site_templates.setup(app)
     app[SITE_FILES] = site_files.SiteFiles()
     app.router.add_get("/static/site.css", stylesheet)
     app.router.add_get("/" + SITEMAP_FILE, sitemap)

@@ -88,7 +88,7 @@ async def search_page(request: web.Request) -> web.Response:
             prev_url=_link(root, query, page - 1) if page > 1 else None,
             next_url=_link(root, query, page + 1) if page < results.pages else None,
         )
-    html = site_templates.render(request.app, deps.settings, "search.html", context)
+    html = site_templates.render(request.app, "search.html", context)
     return web.Response(
         status=400 if error else 200,
         text=html,

@@ -16,17 +16,17 @@ from channels.website import TEMPLATES_DIR, make_environment
 from dispatcher.settings import Settings
 
 SITE_TEMPLATES = web.AppKey("site_templates", jinja2.Environment)
+LAYOUT: web.AppKey[dict[str, Any]] = web.AppKey("site_layout")
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, settings: Settings) -> None:
+    """The environment and the layout's values, made once for the app."""
     app[SITE_TEMPLATES] = make_environment(TEMPLATES_DIR)
-
-
-def layout(settings: Settings) -> dict[str, Any]:
     site = settings.site
-    return {"root": paths.root_path(site.base_url), "site_title": site.title,
-            "footer": footer(site.model_dump())}  # fmt: skip
+    app[LAYOUT] = {"root": paths.root_path(site.base_url), "site_title": site.title,
+                   "footer": footer(site.model_dump())}  # fmt: skip
 
 
-def render(app: web.Application, settings: Settings, template: str, context: dict[str, Any]) -> str:
-    return app[SITE_TEMPLATES].get_template(template).render({**layout(settings), **context})
+def render(app: web.Application, template: str, context: dict[str, Any]) -> str:
+    layout: dict[str, Any] = app[LAYOUT]
+    return app[SITE_TEMPLATES].get_template(template).render({**layout, **context})

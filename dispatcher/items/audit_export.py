@@ -9,7 +9,6 @@ import csv
 import gc
 import io
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from channels import standins
@@ -33,11 +32,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 TABLE_COLUMNS = ("item_id", "version", "agency_name", "category", "deadline", "published_at",
                  "working_days_taken", "verdict", "late_by", "due_in", "ledger")  # fmt: skip
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def beijing(value: str | None) -> str:
-    """An ISO time as Beijing time, to the second ("" for none)."""
-    return standins.beijing(datetime.fromisoformat(value)) if value else ""
 
 
 # Cells whose text comes from people (titles, names, reasons, legal bases): what a spreadsheet

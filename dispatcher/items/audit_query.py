@@ -215,24 +215,21 @@ def versions(
     )
 
 
-def channel_times(text: str | None) -> dict[str, str]:
-    """The gathered `channels` text -> {channel: ISO time}, by channel name."""
+def _channel_pairs(text: str | None) -> list[tuple[str, str]]:
+    """The gathered `channels` text -> (channel, `utc_text` time), by channel name."""
     if not text:
-        return {}
-    found = {}
-    for part in text.split(_SEP):
-        channel, _, at = part.partition(" ")
-        found[channel] = utc_iso(at)
-    return dict(sorted(found.items()))
+        return []
+    return sorted((channel, at) for channel, _, at in (p.partition(" ") for p in text.split(_SEP)))
+
+
+def channel_times(text: str | None) -> dict[str, str]:
+    """{channel: ISO time}, by channel name (the API's row)."""
+    return {channel: utc_iso(at) for channel, at in _channel_pairs(text)}
 
 
 def channel_beijing(text: str | None) -> str:
-    """The gathered `channels` text as "channel YYYY-MM-DD HH:MM:SS; …" in Beijing time, by
-    channel name (the CSV's column)."""
-    if not text:
-        return ""
-    pairs = sorted(part.partition(" ") for part in text.split(_SEP))
-    return "; ".join(f"{channel} {beijing_text(at)}" for channel, _, at in pairs)
+    """ "channel YYYY-MM-DD HH:MM:SS; …" in Beijing time, by channel name (the CSV's column)."""
+    return "; ".join(f"{channel} {beijing_text(at)}" for channel, at in _channel_pairs(text))
 
 
 class Website(NamedTuple):
